@@ -1,0 +1,55 @@
+"""interpolant_rl: flow and diffusion policies against a learned critic, on Equinox and Diffrax.
+
+Time runs from noise (t = 0) to data (t = 1) everywhere.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from ._adjoint import (
+    AbstractAdjointODE as AbstractAdjointODE,
+    AbstractTrajectoryEvaluation as AbstractTrajectoryEvaluation,
+    BasicAdjointODE as BasicAdjointODE,
+    DiscreteAdjointEvaluation as DiscreteAdjointEvaluation,
+    InterpolatedEvaluation as InterpolatedEvaluation,
+    LeanAdjointODE as LeanAdjointODE,
+    QAMReferenceEvaluation as QAMReferenceEvaluation,
+    solve_adjoint as solve_adjoint,
+)
+from ._brownian import GridBrownianPath as GridBrownianPath
+from ._interpolant import (
+    AbstractInterpolant as AbstractInterpolant,
+    LinearInterpolant as LinearInterpolant,
+    TrigonometricInterpolant as TrigonometricInterpolant,
+)
+from ._kernels import (
+    AbstractKernel as AbstractKernel,
+    LaplaceKernel as LaplaceKernel,
+    mmd_squared as mmd_squared,
+    RBFKernel as RBFKernel,
+)
+from ._process import (
+    AbstractProcess as AbstractProcess,
+    AbstractSDE as AbstractSDE,
+    MarginalPreservingSDE as MarginalPreservingSDE,
+    MemorylessSDE as MemorylessSDE,
+    ProbabilityFlowODE as ProbabilityFlowODE,
+    QAMReferenceSDE as QAMReferenceSDE,
+)
+from ._sampling import (
+    DEFAULT_NUM_STEPS as DEFAULT_NUM_STEPS,
+    integrate_on_grid as integrate_on_grid,
+    sample as sample,
+    time_grid as time_grid,
+)
+from ._schedule import (
+    AbstractNoiseSchedule as AbstractNoiseSchedule,
+    ConstantNoise as ConstantNoise,
+    MemorylessNoise as MemorylessNoise,
+    ZeroNoise as ZeroNoise,
+)
+
+
+try:
+    __version__ = version("interpolant_rl")
+except PackageNotFoundError:  # running from a source tree without installation
+    __version__ = "0.0.0+unknown"

@@ -1,0 +1,20 @@
+"""Type aliases shared by the whole package (jaxtyping)."""
+
+from collections.abc import Callable
+from typing import Any, TypeAlias
+
+from jaxtyping import Array, ArrayLike, Float, PyTree
+
+
+Scalar: TypeAlias = Float[Array, ""]
+ScalarLike: TypeAlias = float | Float[ArrayLike, ""]
+Vector: TypeAlias = Float[Array, " dim"]
+VectorLike: TypeAlias = Float[ArrayLike, " dim"]
+Times: TypeAlias = Float[Array, " grid"]
+TimesLike: TypeAlias = Float[ArrayLike, " grid"]
+Trajectory: TypeAlias = Float[Array, "grid dim"]
+Cond: TypeAlias = PyTree[Any]
+"""Whatever conditions a velocity field (the RL state/observation); Diffrax's `args`."""
+
+VelocityField: TypeAlias = Callable[[Scalar, Vector, Cond], Vector]
+"""A velocity field `v(t, x, cond) -> v`, acting on one unbatched sample `x` of shape `(dim,)`."""

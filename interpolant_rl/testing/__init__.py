@@ -1,0 +1,10 @@
+"""Closed-form Gaussian-mixture quantities and hypothesis strategies for property tests.
+
+Import `interpolant_rl.testing.strategies` (needs `hypothesis`) for the strategies.
+"""
+
+from ._mixture import ExactVelocity as ExactVelocity, GaussianMixture as GaussianMixture
+from ._statistics import (
+    mmd_two_sample_threshold as mmd_two_sample_threshold,
+    moment_errors as moment_errors,
+)
