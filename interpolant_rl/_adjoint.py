@@ -95,7 +95,8 @@ class AbstractTrajectoryEvaluation(eqx.Module):
 def _step_index(ts: Times, s: ScalarLike):
     """Index i of the forward step (t_i, t_{i+1}] that contains s (rounding-safe)."""
     tolerance = 1e-4 * jnp.min(jnp.abs(jnp.diff(ts)))
-    index = jnp.searchsorted(ts, s - tolerance, side="left") - 1
+    # "compare_all": one vectorised comparison instead of a nested while loop per step.
+    index = jnp.searchsorted(ts, s - tolerance, side="left", method="compare_all") - 1
     return jnp.clip(index, 0, ts.shape[0] - 2)
 
 

@@ -111,7 +111,8 @@ class GridBrownianPath(diffrax.AbstractBrownianPath):
     def _cell(self, t0: ScalarLike, t1: ScalarLike):
         # The cell containing the midpoint: robust to rounding of the step endpoints.
         mid = 0.5 * (t0 + t1)
-        index = jnp.searchsorted(self.ts, mid, side="right") - 1
+        # "compare_all": one vectorised comparison instead of a nested while loop per step.
+        index = jnp.searchsorted(self.ts, mid, side="right", method="compare_all") - 1
         return jnp.clip(index, 0, self.increments.shape[0] - 1)
 
     def evaluate(

@@ -1,13 +1,13 @@
 """Type aliases shared by the whole package (jaxtyping)."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeAlias
 
 from jaxtyping import Array, ArrayLike, Float, PyTree
 
 
 Scalar: TypeAlias = Float[Array, ""]
-ScalarLike: TypeAlias = float | Float[ArrayLike, ""]
+ScalarLike: TypeAlias = int | float | Float[ArrayLike, ""]
 Vector: TypeAlias = Float[Array, " dim"]
 VectorLike: TypeAlias = Float[ArrayLike, " dim"]
 Times: TypeAlias = Float[Array, " grid"]
@@ -18,3 +18,5 @@ Cond: TypeAlias = PyTree[Any]
 
 VelocityField: TypeAlias = Callable[[Scalar, Vector, Cond], Vector]
 """A velocity field `v(t, x, cond) -> v`, acting on one unbatched sample `x` of shape `(dim,)`."""
+NestedArrayLike: TypeAlias = ArrayLike | Sequence[Any]
+"""An array or (nested) list of numbers, as users write literal parameters."""

@@ -3,6 +3,7 @@ r"""Fixed-grid integration of Diffrax terms, and `sample`."""
 import diffrax
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import PRNGKeyArray
 
 from ._brownian import _levy_area_for, GridBrownianPath
@@ -20,11 +21,16 @@ def time_grid(num_steps: int | None = None, ts: TimesLike | None = None, dtype=N
     if ts is not None:
         if num_steps is not None:
             raise ValueError("pass either num_steps or ts, not both")
+        if not isinstance(ts, jax.core.Tracer):  # concrete grids are validated up front
+            concrete = np.asarray(ts, dtype=float)
+            if concrete.ndim != 1 or concrete.shape[0] < 2:
+                raise ValueError(f"ts must be a 1-D grid of at least 2 times, got {concrete.shape}")
+            steps = np.diff(concrete)
+            if not np.all(np.isfinite(concrete)) or not (np.all(steps > 0) or np.all(steps < 0)):
+                raise ValueError("ts must be finite and strictly monotonic")
         ts = jnp.asarray(ts, dtype=dtype if dtype is not None else float)
         if ts.ndim != 1 or ts.shape[0] < 2:
             raise ValueError(f"ts must be a 1-D grid of at least 2 times, got shape {ts.shape}")
-        if not isinstance(ts, jax.core.Tracer) and not bool(jnp.all(jnp.diff(ts) != 0)):
-            raise ValueError("ts must be strictly monotonic")
         return ts
     num_steps = DEFAULT_NUM_STEPS if num_steps is None else num_steps
     if not isinstance(num_steps, int) or num_steps < 1:

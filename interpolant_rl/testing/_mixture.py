@@ -5,9 +5,9 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
-from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
+from jaxtyping import Array, Float, PRNGKeyArray
 
-from .._custom_types import Cond, Scalar, ScalarLike, Vector
+from .._custom_types import Cond, NestedArrayLike, Scalar, ScalarLike, Vector
 from .._interpolant import AbstractInterpolant
 
 
@@ -44,7 +44,7 @@ class GaussianMixture(eqx.Module):
     means: Float[Array, "K d"]
     covs: Float[Array, "K d d"]
 
-    def __init__(self, weights: ArrayLike, means: ArrayLike, covs: ArrayLike):
+    def __init__(self, weights: NestedArrayLike, means: NestedArrayLike, covs: NestedArrayLike):
         weights = jnp.asarray(weights, dtype=float)
         means = jnp.asarray(means, dtype=float)
         covs = jnp.asarray(covs, dtype=float)
@@ -59,7 +59,7 @@ class GaussianMixture(eqx.Module):
                 f"GaussianMixture shapes disagree: weights {weights.shape}, means {means.shape}, "
                 f"covs {covs.shape}"
             )
-        if not isinstance(weights, jax.core.Tracer):
+        if not any(isinstance(a, jax.core.Tracer) for a in (weights, means, covs)):
             w = np.asarray(weights)
             if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
                 raise ValueError(f"GaussianMixture weights must be >= 0 and not all 0: {w}")
@@ -149,7 +149,7 @@ class GaussianMixture(eqx.Module):
         r"""The exact velocity as a field `(t, x, cond) -> v` for the processes."""
         return ExactVelocity(self, interpolant)
 
-    def tilt(self, A: ArrayLike, b: ArrayLike, tau: ScalarLike) -> "GaussianMixture":
+    def tilt(self, A: NestedArrayLike, b: NestedArrayLike, tau: ScalarLike) -> "GaussianMixture":
         r"""The exact tilt $\pi^*(a) \propto p(a)\exp(\tau Q(a))$ by the quadratic critic
         $Q(a) = -\tfrac12 a^\top A a + b^\top a$ at inverse temperature $\tau \ge 0$.
 

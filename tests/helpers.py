@@ -1,0 +1,48 @@
+"""Shared jitted simulations for the tests (compiled once per process structure and shape)."""
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import interpolant_rl as ir
+
+
+@eqx.filter_jit
+def simulate(process, solver, num_steps, x0s, keys):
+    """Trajectories `(n, num_steps + 1, dim)` of `process` from `x0s`, one key per sample."""
+
+    def one(x0, key):
+        return ir.sample(
+            process, x0, key=key, solver=solver, num_steps=num_steps, save_trajectory=True
+        )[1]
+
+    return jax.vmap(one)(x0s, keys)
+
+
+@eqx.filter_jit
+def simulate_with_paths(process, solver, x0s, paths):
+    """Final states driven by explicit Brownian paths (a batched `GridBrownianPath`)."""
+
+    def one(x0, path):
+        return ir.sample(process, x0, solver=solver, ts=path.ts, brownian=path)
+
+    return jax.vmap(one)(x0s, paths)
+
+
+def draw_paths(key, n, num_cells, dim, levy_area=diffrax.BrownianIncrement, t0=0.0, t1=1.0):
+    """`n` independent grid Brownian paths on a uniform grid of `num_cells` cells on [t0, t1]."""
+    ts = jnp.linspace(t0, t1, num_cells + 1)
+    keys = jax.random.split(key, n)
+    return jax.vmap(lambda k: ir.GridBrownianPath.draw(k, ts, (dim,), levy_area))(keys)
+
+
+def coarsen(paths, factor):
+    return jax.vmap(lambda p: p.coarsen(factor))(paths)
+
+
+def fitted_order(step_counts, errors):
+    """Least-squares slope of log(error) against log(step size)."""
+    h = 1.0 / np.asarray(step_counts, dtype=float)
+    return float(np.polyfit(np.log(h), np.log(np.asarray(errors)), 1)[0])
