@@ -51,9 +51,7 @@ class GridBrownianPath(diffrax.AbstractBrownianPath):
         key: PRNGKeyArray,
         ts: TimesLike,
         shape: tuple[int, ...],
-        levy_area: type[
-            diffrax.BrownianIncrement | diffrax.SpaceTimeLevyArea
-        ] = diffrax.BrownianIncrement,
+        levy_area: type = diffrax.BrownianIncrement,
         dtype=None,
     ) -> "GridBrownianPath":
         r"""Draw a path on the grid `ts` for a state of the given `shape`.

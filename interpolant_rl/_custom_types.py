@@ -3,13 +3,14 @@
 from collections.abc import Callable, Sequence
 from typing import Any, TypeAlias
 
-from jaxtyping import Array, ArrayLike, Float, PyTree
+from jaxtyping import Array, ArrayLike, Float, PyTree, Real
 
 
 Scalar: TypeAlias = Float[Array, ""]
 ScalarLike: TypeAlias = int | float | Float[ArrayLike, ""]
 Vector: TypeAlias = Float[Array, " dim"]
-VectorLike: TypeAlias = Float[ArrayLike, " dim"]
+VectorLike: TypeAlias = Real[ArrayLike, " dim"]
+"""A state as users pass it (integers are promoted to floats)."""
 Times: TypeAlias = Float[Array, " grid"]
 TimesLike: TypeAlias = Float[ArrayLike, " grid"]
 Trajectory: TypeAlias = Float[Array, "grid dim"]

@@ -7,7 +7,7 @@ import numpy as np
 from jaxtyping import PRNGKeyArray
 
 from ._brownian import _levy_area_for, GridBrownianPath
-from ._custom_types import Cond, Times, TimesLike, Trajectory, Vector
+from ._custom_types import Cond, Times, TimesLike, Trajectory, Vector, VectorLike
 from ._process import AbstractProcess, AbstractSDE
 
 
@@ -71,7 +71,7 @@ def integrate_on_grid(
 
 def sample(
     process: AbstractProcess,
-    x0: Vector,
+    x0: VectorLike,
     *,
     key: PRNGKeyArray | None = None,
     cond: Cond = None,
