@@ -3,7 +3,10 @@
 Time runs from noise (t = 0) to data (t = 1) everywhere.
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from importlib.metadata import (
+    PackageNotFoundError as _PackageNotFoundError,
+    version as _version,
+)
 
 from ._adjoint import (
     AbstractAdjointODE as AbstractAdjointODE,
@@ -50,6 +53,6 @@ from ._schedule import (
 
 
 try:
-    __version__ = version("interpolant_rl")
-except PackageNotFoundError:  # running from a source tree without installation
+    __version__ = _version("interpolant_rl")
+except _PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0+unknown"

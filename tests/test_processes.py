@@ -90,7 +90,9 @@ PROCESS_KINDS = [
 ]
 
 
-def _process(kind, interp, velocity, sigma, delta):
+def _process(kind, interp, velocity, sigma, delta, schedule=None):
+    if kind == "schedule":
+        return ir.MarginalPreservingSDE(interp, velocity, schedule)
     if kind == "ode":
         return ir.ProbabilityFlowODE(interp, velocity)
     if kind == "constant":
@@ -118,14 +120,14 @@ def _assert_matches_marginals(mixture, interp, trajectories, num_steps, seed, n)
 @given(
     irs.gaussian_mixtures(max_dim=4),
     irs.interpolants(),
-    st.floats(0.2, 1.0),
+    irs.noise_schedules(),
     st.floats(0.05, 0.3),
     st.integers(0, 2**20),
 )
-def test_marginal_preservation(kind_solver_steps, mixture, interp, sigma, delta, seed):
+def test_marginal_preservation(kind_solver_steps, mixture, interp, schedule, delta, seed):
     kind, solver, num_steps = kind_solver_steps
     n = 4096
-    process = _process(kind, interp, mixture.velocity_field(interp), sigma, delta)
+    process = _process(kind, interp, mixture.velocity_field(interp), None, delta, schedule)
     k0, k1 = jax.random.split(jax.random.key(seed))
     x0 = jax.random.normal(k0, (n, mixture.dim))
     trajectories = simulate(process, solver, num_steps, x0, jax.random.split(k1, n))

@@ -7,4 +7,5 @@ from ._mixture import ExactVelocity as ExactVelocity, GaussianMixture as Gaussia
 from ._statistics import (
     mmd_two_sample_threshold as mmd_two_sample_threshold,
     moment_errors as moment_errors,
+    MomentErrors as MomentErrors,
 )
