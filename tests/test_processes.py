@@ -83,8 +83,10 @@ PROCESS_KINDS = [
     ("ode", diffrax.Heun(), 32),
     ("ode", diffrax.Midpoint(), 32),
     ("ode", diffrax.Tsit5(), 8),
-    ("constant", diffrax.Euler(), 256),
-    ("constant", diffrax.SRA1(), 64),
+    # "schedule": MarginalPreservingSDE with a schedule drawn from the strategies (zero,
+    # constant or memoryless, through the general score-based drift).
+    ("schedule", diffrax.Euler(), 256),
+    ("schedule", diffrax.SRA1(), 64),
     ("memoryless", diffrax.Euler(), 256),
     ("memoryless", diffrax.SRA1(), 64),
 ]
