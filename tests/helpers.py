@@ -46,3 +46,22 @@ def fitted_order(step_counts, errors):
     """Least-squares slope of log(error) against log(step size)."""
     h = 1.0 / np.asarray(step_counts, dtype=float)
     return float(np.polyfit(np.log(h), np.log(np.asarray(errors)), 1)[0])
+
+
+def strong_errors(process, solver, x0s, paths, step_counts):
+    """Mean pathwise error at the final time of coarse solves against the solve on the paths' own
+    (fine) grid, every solve driven by the same Brownian motion (coarsened)."""
+    reference = simulate_with_paths(process, solver, x0s, paths)
+    fine = paths.increments.shape[1]
+    return [
+        float(
+            jnp.mean(
+                jnp.linalg.norm(
+                    simulate_with_paths(process, solver, x0s, coarsen(paths, fine // s))
+                    - reference,
+                    axis=-1,
+                )
+            )
+        )
+        for s in step_counts
+    ]

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import coarsen, draw_paths, fitted_order, simulate, simulate_with_paths
+from helpers import draw_paths, fitted_order, simulate, strong_errors
 from hypothesis import given, strategies as st
 
 import interpolant_rl as ir
@@ -197,19 +197,8 @@ def test_sde_strong_convergence_order(kind, interval, solver, levy_area, low, hi
     process = _process(kind, interp, BIMODAL.velocity_field(interp), 0.8, 0.1)
     x0 = jax.random.normal(jax.random.key(1), (n, 2))
     paths = draw_paths(jax.random.key(3), n, fine, 2, levy_area, *interval)
-    reference = simulate_with_paths(process, solver, x0, paths)
     steps = [8, 16, 32, 64]
-    errors = [
-        float(
-            jnp.mean(
-                jnp.linalg.norm(
-                    simulate_with_paths(process, solver, x0, coarsen(paths, fine // s)) - reference,
-                    axis=-1,
-                )
-            )
-        )
-        for s in steps
-    ]
+    errors = strong_errors(process, solver, x0, paths, steps)
     assert low < fitted_order(steps, errors) < high, errors
 
 
@@ -225,19 +214,8 @@ def test_sde_converges_on_the_whole_interval(kind, solver, levy_area):
     process = _process(kind, interp, BIMODAL.velocity_field(interp), 0.8, 0.1)
     x0 = jax.random.normal(jax.random.key(1), (n, 2))
     paths = draw_paths(jax.random.key(3), n, fine, 2, levy_area)
-    reference = simulate_with_paths(process, solver, x0, paths)
     steps = [16, 32, 64, 128]
-    errors = [
-        float(
-            jnp.mean(
-                jnp.linalg.norm(
-                    simulate_with_paths(process, solver, x0, coarsen(paths, fine // s)) - reference,
-                    axis=-1,
-                )
-            )
-        )
-        for s in steps
-    ]
+    errors = strong_errors(process, solver, x0, paths, steps)
     assert all(a > b for a, b in zip(errors, errors[1:], strict=False)), errors
     assert fitted_order(steps, errors) > 0.9, errors
 
