@@ -204,7 +204,11 @@ class QAMReferenceSDE(AbstractSDE):
         # A real branch (not `where`): only one network runs per step.
         return jax.lax.cond(self._is_last_step(t), base_ode, sde_drift, x)
 
-    def diffusion(self, t: ScalarLike) -> Scalar:
+    def shifted_sigma(self, t: ScalarLike) -> Scalar:
+        r"""$\sigma_i = \sqrt{2(1 - t + h)/(t + h)}$ without the last-step switch: the scale the
+        reference's adjoint-matching loss uses at every grid time, the last one included."""
         h = 1.0 / self.num_steps
-        sigma = jnp.sqrt(2.0 * (1.0 - t + h) / (t + h))
-        return jnp.where(self._is_last_step(t), 0.0, sigma)
+        return jnp.sqrt(2.0 * (1.0 - t + h) / (t + h))
+
+    def diffusion(self, t: ScalarLike) -> Scalar:
+        return jnp.where(self._is_last_step(t), 0.0, self.shifted_sigma(t))
