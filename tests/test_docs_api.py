@@ -14,7 +14,11 @@ API_DOCS = Path(__file__).resolve().parents[1] / "docs" / "api"
 # `::: dotted.path` at the start of a line (mkdocstrings' autodoc syntax).
 AUTODOC = re.compile(r"^:::\s+([A-Za-z_][\w.]*)\s*$", re.MULTILINE)
 # Public modules, with submodules documented as a whole rather than name by name.
-MODULES = {"interpolant_rl": set(), "interpolant_rl.testing": {"strategies"}}
+MODULES = {
+    "interpolant_rl": set(),
+    "interpolant_rl.nn": set(),
+    "interpolant_rl.testing": {"strategies"},
+}
 
 
 def documented_paths() -> dict[str, list[str]]:

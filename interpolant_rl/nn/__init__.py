@@ -1,0 +1,19 @@
+"""Networks for flow and diffusion policies and their critics, as Equinox modules.
+
+Every network acts on one unbatched sample (use `jax.vmap` for batches); the conditioning `cond`
+is an observation vector of shape `(obs_dim,)`, or `None` for networks built with `obs_dim=0`.
+"""
+
+from ._critic import (
+    CriticEnsemble as CriticEnsemble,
+    pessimistic as pessimistic,
+    td_target as td_target,
+)
+from ._ema import ema_update as ema_update
+from ._fields import (
+    OneStepPolicy as OneStepPolicy,
+    TwoTimeField as TwoTimeField,
+    VelocityField as VelocityField,
+)
+from ._mlp import MLP as MLP
+from ._tanh_gaussian import TanhGaussianPolicy as TanhGaussianPolicy

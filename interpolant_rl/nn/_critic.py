@@ -1,0 +1,133 @@
+r"""Critic ensembles, pessimistic values and TD targets."""
+
+import equinox as eqx
+import jax.numpy as jnp
+import jax.random as jr
+from jaxtyping import Array, ArrayLike, Bool, Float, PRNGKeyArray
+
+from .._custom_types import Scalar, ScalarLike
+from ._mlp import _network_input, MLP
+
+
+def _evaluate_member(critic: MLP, inputs: Float[Array, " inputs"]) -> Scalar:
+    return critic(inputs)[0]
+
+
+class CriticEnsemble(eqx.Module):
+    r"""An ensemble of $K$ independent Q-networks $Q_k(\text{cond}, a)$ = `MLP(concat[cond, a])`
+    stored as one module: `critics` is a single [`interpolant_rl.nn.MLP`][] whose every array has
+    a leading axis of size $K$ (built with `eqx.filter_vmap` over $K$ keys, so the members start
+    from different initialisations), evaluated with `eqx.filter_vmap` over that axis. One
+    optimiser state and one EMA update cover the whole ensemble.
+
+    Combine the $K$ values with [`interpolant_rl.nn.pessimistic`][] (mean $-\ \rho\cdot$std) or
+    take their mean / minimum directly.
+
+    **Fields:** `critics` (the stacked MLP), `action_dim`, `obs_dim`, `num_critics`.
+    """
+
+    critics: MLP
+    action_dim: int = eqx.field(static=True)
+    obs_dim: int = eqx.field(static=True)
+    num_critics: int = eqx.field(static=True)
+
+    def __init__(
+        self,
+        action_dim: int,
+        obs_dim: int,
+        width: int,
+        depth: int,
+        *,
+        num_critics: int,
+        layer_norm: bool = True,
+        key: PRNGKeyArray,
+    ):
+        r"""**Arguments:**
+
+        - `action_dim`: the action dimension (the flattened chunk for action chunking).
+        - `obs_dim`: the dimension of `cond`; `0` for a critic of the action alone (`cond=None`).
+        - `width`, `depth`, `layer_norm`: see [`interpolant_rl.nn.MLP`][] (LayerNorm on by
+          default, as in the reference critics).
+        - `num_critics`: the ensemble size $K \ge 1$ (10 in the QAM protocol).
+        - `key`: a JAX PRNG key.
+        """
+        if num_critics < 1:
+            raise ValueError(f"CriticEnsemble needs num_critics >= 1, got {num_critics}")
+
+        def make_critic(critic_key):
+            return MLP(obs_dim + action_dim, 1, width, depth, layer_norm=layer_norm, key=critic_key)
+
+        self.critics = eqx.filter_vmap(make_critic)(jr.split(key, num_critics))
+        self.action_dim = action_dim
+        self.obs_dim = obs_dim
+        self.num_critics = num_critics
+
+    def __call__(
+        self,
+        cond: Float[Array, " obs_dim"] | None,
+        action: Float[Array, " action_dim"],
+    ) -> Float[Array, " num_critics"]:
+        r"""**Arguments:** `cond` (shape `(obs_dim,)`, or `None` when `obs_dim == 0`) and
+        `action` (shape `(action_dim,)`).
+
+        **Returns:** the $K$ values $(Q_1, \dots, Q_K)(\text{cond}, a)$, shape `(num_critics,)`.
+        """
+        inputs = _network_input("CriticEnsemble", self.obs_dim, cond, action, self.action_dim)
+        evaluate = eqx.filter_vmap(_evaluate_member, in_axes=(eqx.if_array(0), None))
+        return evaluate(self.critics, inputs)
+
+
+def pessimistic(
+    values: Float[Array, "*batch num_critics"], rho: ScalarLike
+) -> Float[Array, "*batch"]:
+    r"""The pessimistic ensemble value $\bar Q - \rho\,\operatorname{std}(Q)$ over the last axis.
+
+    The standard deviation is the population one ($\frac1K\sum_k (Q_k - \bar Q)^2$, `ddof=0`,
+    like `jnp.std`), as in the QAM reference code.
+
+    **Arguments:**
+
+    - `values`: ensemble values, shape `(..., K)` (e.g. the output of
+      [`interpolant_rl.nn.CriticEnsemble`][], or a batch of them).
+    - `rho`: the pessimism coefficient $\rho$ (0 gives the ensemble mean).
+
+    **Returns:** shape `(...)`.
+    """
+    return jnp.mean(values, axis=-1) - rho * jnp.std(values, axis=-1)
+
+
+def td_target(
+    reward: ScalarLike,
+    mask: ScalarLike | Bool[ArrayLike, ""],
+    next_values: Float[Array, " num_critics"],
+    *,
+    discount: ScalarLike,
+    horizon: int = 1,
+    rho: ScalarLike = 0.0,
+) -> Scalar:
+    r"""The pessimistic TD target of one transition,
+
+    $$y = r + \gamma^h\cdot m\cdot\big(\bar Q' - \rho\,\operatorname{std}(Q')\big),$$
+
+    with $Q'$ the target ensemble's values at the next state and next (chunk of) action(s).
+
+    For action chunks of length $h$, `reward` is the discounted chunk reward
+    $\sum_{j<h}\gamma^j r_j$, `horizon` is $h$ and the next state is the one after the chunk;
+    `horizon=1` is ordinary one-step TD. The target is returned as is: apply
+    `jax.lax.stop_gradient` where it is used (it normally comes from the target network anyway).
+
+    **Arguments:**
+
+    - `reward`: $r$ (the chunk's discounted reward when chunking).
+    - `mask`: $m$, 0 where the episode terminated (no bootstrapping), else 1.
+    - `next_values`: $Q'_k$, shape `(K,)`.
+    - `discount`: $\gamma$ per environment step.
+    - `horizon`: the chunk length $h \ge 1$.
+    - `rho`: the pessimism coefficient $\rho$ (see [`interpolant_rl.nn.pessimistic`][]).
+
+    **Returns:** the scalar target $y$.
+    """
+    if horizon < 1:
+        raise ValueError(f"td_target needs horizon >= 1, got {horizon}")
+    mask = jnp.asarray(mask, dtype=next_values.dtype)
+    return reward + discount**horizon * mask * pessimistic(next_values, rho)

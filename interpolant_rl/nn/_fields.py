@@ -1,0 +1,178 @@
+r"""Networks on actions: velocity fields, two-time (jump / average-velocity) fields and
+one-step noise-conditioned policies."""
+
+import equinox as eqx
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from .._custom_types import ScalarLike
+from ._mlp import _network_input, MLP
+
+
+class VelocityField(eqx.Module):
+    r"""A flow-matching velocity field $v_\theta(t, x \mid \text{cond})$:
+    `MLP(concat[cond, x, t])`, with the flow time $t$ fed as a raw scalar.
+
+    It is a velocity field in the sense of the processes (a callable `(t, x, cond) -> v`), so it
+    plugs directly into [`interpolant_rl.ProbabilityFlowODE`][],
+    [`interpolant_rl.MemorylessSDE`][], [`interpolant_rl.sample`][] and the adjoint ODEs.
+
+    !!! example
+        ```python
+        field = VelocityField(action_dim, obs_dim, 512, 4, key=key)
+        process = interpolant_rl.ProbabilityFlowODE(interpolant_rl.LinearInterpolant(), field)
+        action = interpolant_rl.sample(process, noise, cond=obs, num_steps=10)
+        ```
+
+    **Fields:** `mlp`, `action_dim`, `obs_dim`.
+    """
+
+    mlp: MLP
+    action_dim: int = eqx.field(static=True)
+    obs_dim: int = eqx.field(static=True)
+
+    def __init__(
+        self,
+        action_dim: int,
+        obs_dim: int,
+        width: int,
+        depth: int,
+        *,
+        layer_norm: bool = False,
+        key: PRNGKeyArray,
+    ):
+        r"""**Arguments:**
+
+        - `action_dim`: the dimension of $x$ (and of the output).
+        - `obs_dim`: the dimension of `cond`; `0` for an unconditional field (`cond=None`).
+        - `width`, `depth`, `layer_norm`: see [`interpolant_rl.nn.MLP`][].
+        - `key`: a JAX PRNG key.
+        """
+        self.mlp = MLP(
+            obs_dim + action_dim + 1, action_dim, width, depth, layer_norm=layer_norm, key=key
+        )
+        self.action_dim = action_dim
+        self.obs_dim = obs_dim
+
+    def __call__(
+        self,
+        t: ScalarLike,
+        x: Float[Array, " action_dim"],
+        cond: Float[Array, " obs_dim"] | None = None,
+    ) -> Float[Array, " action_dim"]:
+        r"""**Arguments:** the time `t`, the state `x` (shape `(action_dim,)`) and `cond` (shape
+        `(obs_dim,)`, or `None` when `obs_dim == 0`).
+
+        **Returns:** the velocity $v_\theta(t, x \mid \text{cond})$, shape `(action_dim,)`.
+        """
+        inputs = _network_input("VelocityField", self.obs_dim, cond, x, self.action_dim, t)
+        return self.mlp(inputs)
+
+
+class TwoTimeField(eqx.Module):
+    r"""A field of two times, $f_\theta(t, s, x \mid \text{cond})$ = `MLP(concat[cond, x, t, s])`
+    (both times raw scalars). It serves two objectives:
+
+    - **MoMa QL's jump sampler** $G_\theta(x_t, t, s)$: it predicts the clean action
+      $\hat x_1$ used to jump from $x_t$ to a cleaner time $s > t$ with the DDIM map
+      $x_s = \alpha_s \hat x_1 + \beta_s (x_t - \alpha_t \hat x_1)/\beta_t$.
+    - **MeanFlow's average velocity** $u_\theta(x_t, t, s) = \frac1{s-t}\int_t^s v\,\mathrm d\tau$,
+      so that $x_s = x_t + (s - t)\,u_\theta(x_t, t, s)$; one-step sampling is
+      $a = x_0 + u_\theta(x_0, 0, 1)$, and $u_\theta(x, t, t)$ is the instantaneous velocity.
+
+    **Fields:** `mlp`, `action_dim`, `obs_dim`.
+    """
+
+    mlp: MLP
+    action_dim: int = eqx.field(static=True)
+    obs_dim: int = eqx.field(static=True)
+
+    def __init__(
+        self,
+        action_dim: int,
+        obs_dim: int,
+        width: int,
+        depth: int,
+        *,
+        layer_norm: bool = False,
+        key: PRNGKeyArray,
+    ):
+        r"""**Arguments:**
+
+        - `action_dim`: the dimension of $x$ (and of the output).
+        - `obs_dim`: the dimension of `cond`; `0` for an unconditional field (`cond=None`).
+        - `width`, `depth`, `layer_norm`: see [`interpolant_rl.nn.MLP`][].
+        - `key`: a JAX PRNG key.
+        """
+        self.mlp = MLP(
+            obs_dim + action_dim + 2, action_dim, width, depth, layer_norm=layer_norm, key=key
+        )
+        self.action_dim = action_dim
+        self.obs_dim = obs_dim
+
+    def __call__(
+        self,
+        t: ScalarLike,
+        s: ScalarLike,
+        x: Float[Array, " action_dim"],
+        cond: Float[Array, " obs_dim"] | None = None,
+    ) -> Float[Array, " action_dim"]:
+        r"""**Arguments:** the current time `t`, the target time `s`, the state `x` (shape
+        `(action_dim,)`) at time `t`, and `cond` (shape `(obs_dim,)`, or `None` when
+        `obs_dim == 0`).
+
+        **Returns:** $f_\theta(t, s, x \mid \text{cond})$, shape `(action_dim,)` (a predicted
+        $\hat x_1$ or an average velocity, depending on the objective that trains it).
+        """
+        inputs = _network_input("TwoTimeField", self.obs_dim, cond, x, self.action_dim, t, s)
+        return self.mlp(inputs)
+
+
+class OneStepPolicy(eqx.Module):
+    r"""A one-step noise-conditioned policy $a = \mu_\omega(\text{cond}, z)$ =
+    `MLP(concat[cond, z])` with $z \sim \mathcal N(0, I)$ of the action's dimension (FQL's
+    one-step policy, distilled from a flow policy and trained against the critic).
+
+    The output is not squashed: clip it to the action box when acting, as FQL does.
+
+    **Fields:** `mlp`, `action_dim`, `obs_dim`.
+    """
+
+    mlp: MLP
+    action_dim: int = eqx.field(static=True)
+    obs_dim: int = eqx.field(static=True)
+
+    def __init__(
+        self,
+        action_dim: int,
+        obs_dim: int,
+        width: int,
+        depth: int,
+        *,
+        layer_norm: bool = False,
+        key: PRNGKeyArray,
+    ):
+        r"""**Arguments:**
+
+        - `action_dim`: the dimension of the noise and of the action.
+        - `obs_dim`: the dimension of `cond`; `0` for an unconditional policy (`cond=None`).
+        - `width`, `depth`, `layer_norm`: see [`interpolant_rl.nn.MLP`][].
+        - `key`: a JAX PRNG key.
+        """
+        self.mlp = MLP(
+            obs_dim + action_dim, action_dim, width, depth, layer_norm=layer_norm, key=key
+        )
+        self.action_dim = action_dim
+        self.obs_dim = obs_dim
+
+    def __call__(
+        self,
+        noise: Float[Array, " action_dim"],
+        cond: Float[Array, " obs_dim"] | None = None,
+    ) -> Float[Array, " action_dim"]:
+        r"""**Arguments:** `noise` $z$ (shape `(action_dim,)`) and `cond` (shape `(obs_dim,)`, or
+        `None` when `obs_dim == 0`).
+
+        **Returns:** the action, shape `(action_dim,)`.
+        """
+        inputs = _network_input("OneStepPolicy", self.obs_dim, cond, noise, self.action_dim)
+        return self.mlp(inputs)

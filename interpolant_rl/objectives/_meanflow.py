@@ -1,0 +1,193 @@
+r"""MeanFlow: one-step policies from an average-velocity field (OFQL's behaviour-cloning term).
+
+The average velocity of the probability-flow ODE $\dot x_\tau = v(x_\tau, \tau)$ between a
+(noisier) time $t$ and a (cleaner) time $s$ is
+
+$$u(x_t, t, s) = \frac1{s - t}\int_t^s v(x_\tau, \tau)\,d\tau,\qquad\text{so}\qquad
+  x_s = x_t + (s - t)\,u(x_t, t, s),$$
+
+and $u(x, t, t) = v(x, t)$. Differentiating $(s - t)\,u(x_t, t, s) = \int_t^s v\,d\tau$ in $t$
+along the trajectory (with $s$ fixed) gives $-u + (s - t)\frac{du}{dt} = -v(x_t, t)$, that is
+
+$$u = v + (s - t)\,\frac{du}{dt},\qquad
+  \frac{du}{dt} = \partial_x u\;v + \partial_t u .$$
+
+(The MeanFlow paper writes $u = v - (t - r)\frac{du}{dt}$ with its time running from data to
+noise and $r$ the *target* time; both say "target time minus current time", which is $s - t > 0$
+here.) This identity turns into a regression target that needs only one forward-mode
+derivative, and one evaluation $a = x_0 + u(x_0, 0, 1)$ then samples.
+"""
+
+import abc
+from collections.abc import Callable
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from .._custom_types import Cond, Scalar, ScalarLike, Vector
+from .._interpolant import AbstractInterpolant
+
+
+AverageVelocityField = Callable[[Scalar, Scalar, Vector, Cond], Vector]
+r"""An average-velocity field `u(t, s, x, cond) -> u`: the mean velocity of the flow from `x` at
+time `t` to time `s`, acting on one unbatched sample `x` of shape `(dim,)`."""
+
+
+class AbstractTimeSampler(eqx.Module):
+    r"""Draws independent times in $[0, 1]$."""
+
+    @abc.abstractmethod
+    def __call__(self, key: PRNGKeyArray, shape: tuple[int, ...]) -> Float[Array, "..."]:
+        r"""Times of the given `shape`."""
+
+
+class LogitNormalTimes(AbstractTimeSampler):
+    r"""$\tau = \operatorname{sigmoid}(\mu + \sigma z)$ with $z \sim \mathcal N(0, 1)$.
+
+    The default $\mu = 0.4$, $\sigma = 1$ is MeanFlow's logit-normal$(-0.4, 1)$ written in this
+    package's time direction: MeanFlow runs from data ($\tau = 0$) to noise ($\tau = 1$), and
+    $\tau \mapsto 1 - \tau$ maps logit-normal$(\mu, \sigma)$ to logit-normal$(-\mu, \sigma)$; both
+    put a little more mass on the data side of $\tau = 1/2$.
+
+    **Fields:** `mean` $\mu$, `std` $\sigma > 0$.
+    """
+
+    mean: float = 0.4
+    std: float = 1.0
+
+    def __check_init__(self):
+        if not self.std > 0:
+            raise ValueError(f"std must be positive, got {self.std}")
+
+    def __call__(self, key: PRNGKeyArray, shape: tuple[int, ...]) -> Float[Array, "..."]:
+        return jax.nn.sigmoid(self.mean + self.std * jr.normal(key, shape))
+
+
+class UniformTimes(AbstractTimeSampler):
+    r"""$\tau \sim U[0, 1)$."""
+
+    def __call__(self, key: PRNGKeyArray, shape: tuple[int, ...]) -> Float[Array, "..."]:
+        return jr.uniform(key, shape)
+
+
+def meanflow_target(
+    average_velocity: AverageVelocityField,
+    x_t: Vector,
+    velocity: Vector,
+    t: ScalarLike,
+    s: ScalarLike,
+    cond: Cond = None,
+) -> tuple[Vector, Vector]:
+    r"""The prediction $u_\theta(x_t, t, s)$ and its MeanFlow regression target
+
+    $$u_{\text{tgt}} = \mathrm{sg}\Big(v + (s - t)\,\frac{du_\theta}{dt}\Big),\qquad
+      \frac{du_\theta}{dt} = \partial_x u_\theta\,v + \partial_t u_\theta,$$
+
+    both from one `jax.jvp` of $(x, t, s) \mapsto u_\theta(t, s, x, c)$ with tangents
+    $(v, 1, 0)$ (see the module docstring for the identity). With the marginal velocity
+    $v(x_t, t)$ the exact average velocity is a fixed point ($u_{\text{tgt}} = u$); with the
+    conditional velocity $\dot\alpha_t x_1 + \dot\beta_t x_0$ it is so in conditional mean. At
+    $s = t$ the target is $v$ itself, i.e. flow matching.
+
+    **Arguments:**
+
+    - `average_velocity`: the field `u(t, s, x, cond)`.
+    - `x_t`: one point at time `t`, shape `(dim,)`.
+    - `velocity`: the velocity $v$ at `x_t` (conditional or marginal), shape `(dim,)`.
+    - `t`, `s`: the current and the target time.
+    - `cond`: the field's conditioning (one state), or `None`.
+
+    **Returns:** `(u, target)`, each `(dim,)`; `target` carries no gradient.
+    """
+    t = jnp.asarray(t, dtype=x_t.dtype)
+    s = jnp.asarray(s, dtype=x_t.dtype)
+    u, du_dt = jax.jvp(
+        lambda x, t, s: average_velocity(t, s, x, cond),
+        (x_t, t, s),
+        (velocity, jnp.ones_like(t), jnp.zeros_like(s)),
+    )
+    target = jax.lax.stop_gradient(velocity + (s - t) * du_dt)
+    return u, target
+
+
+def meanflow_loss(
+    interpolant: AbstractInterpolant,
+    average_velocity: AverageVelocityField,
+    actions: Float[Array, "batch dim"],
+    cond: Cond,
+    key: PRNGKeyArray,
+    *,
+    equal_time_fraction: float = 0.25,
+    time_sampler: AbstractTimeSampler = LogitNormalTimes(),
+    adaptive_weight_power: float = 1.0,
+    adaptive_weight_eps: float = 1e-3,
+) -> Scalar:
+    r"""The MeanFlow loss with adaptive weighting:
+
+    $$\mathcal L = \frac1B\sum_i \mathrm{sg}\big((e_i + \epsilon)^{-p}\big)\,e_i,\qquad
+      e_i = \tfrac1d\big\|u_\theta(x_t, t, s) - u_{\text{tgt}}\big\|^2,$$
+
+    with $x_t = \alpha_t x_1 + \beta_t x_0$, $x_0 \sim \mathcal N(0, I)$, the conditional velocity
+    $v = \dot\alpha_t x_1 + \dot\beta_t x_0$ and $u_{\text{tgt}} = \mathrm{sg}(v + (s - t)\,du_\theta/dt)$
+    from [`interpolant_rl.objectives.meanflow_target`][]. The times are two independent draws of
+    `time_sampler`, ordered so that $t \le s$ ($t$ the noisier one); on a random subset of
+    `round(equal_time_fraction * batch)` samples $s$ is set to $t$, where the loss is plain flow
+    matching. $e_i$ is a mean over the action dimensions as in
+    [`interpolant_rl.objectives.flow_matching_loss`][], so with `equal_time_fraction=1` and
+    `adaptive_weight_power=0` the two losses agree.
+
+    **Arguments:**
+
+    - `interpolant`: the interpolant defining $x_t$ and $v$.
+    - `average_velocity`: the field $u_\theta$ being trained, `(t, s, x, cond) -> u`.
+    - `actions`: data $x_1$, shape `(batch, dim)`.
+    - `cond`: per-sample conditioning batched along axis 0, or `None`.
+    - `key`: split as `noise_key, time_key, equal_key = jax.random.split(key, 3)`.
+    - `equal_time_fraction`: the fraction of samples with $s = t$, in $[0, 1]$ (MeanFlow uses
+      25–75 %).
+    - `time_sampler`: the law of the two unordered times (default MeanFlow's logit-normal, see
+      [`interpolant_rl.objectives.LogitNormalTimes`][]).
+    - `adaptive_weight_power`: $p$ ($p = 0$: plain squared error; MeanFlow uses $p = 1$).
+    - `adaptive_weight_eps`: $\epsilon > 0$.
+
+    **Returns:** the scalar loss $\mathcal L$.
+    """
+    if not 0.0 <= equal_time_fraction <= 1.0:
+        raise ValueError(f"equal_time_fraction must lie in [0, 1], got {equal_time_fraction}")
+    batch = actions.shape[0]
+    noise_key, time_key, equal_key = jr.split(key, 3)
+    x0 = jr.normal(noise_key, actions.shape, dtype=actions.dtype)
+    times = time_sampler(time_key, (2, batch)).astype(actions.dtype)
+    t, s = jnp.min(times, axis=0), jnp.max(times, axis=0)
+    equal = jr.permutation(equal_key, batch) < round(equal_time_fraction * batch)
+    s = jnp.where(equal, t, s)
+    x_t = jax.vmap(interpolant.interpolate)(x0, actions, t)
+    velocity = jax.vmap(interpolant.velocity_target)(x0, actions, t)
+
+    def one(x, v, t, s, c):
+        return meanflow_target(average_velocity, x, v, t, s, c)
+
+    cond_axis = None if cond is None else 0
+    u, target = jax.vmap(one, in_axes=(0, 0, 0, 0, cond_axis))(x_t, velocity, t, s, cond)
+    error = jnp.mean((u - target) ** 2, axis=-1)
+    weight = jax.lax.stop_gradient(1.0 / (error + adaptive_weight_eps) ** adaptive_weight_power)
+    return jnp.mean(weight * error)
+
+
+def meanflow_one_step(
+    average_velocity: AverageVelocityField, x0: Vector, cond: Cond = None
+) -> Vector:
+    r"""One-step sampling $a = x_0 + u(x_0, 0, 1)$ (one network evaluation), the exact flow map
+    from noise to data when $u$ is the exact average velocity.
+
+    **Arguments:** `average_velocity` `u(t, s, x, cond)`; `x0` one noise sample `(dim,)`;
+    `cond` one state, or `None`.
+
+    **Returns:** the action, shape `(dim,)`.
+    """
+    zero = jnp.zeros((), dtype=x0.dtype)
+    one = jnp.ones((), dtype=x0.dtype)
+    return x0 + average_velocity(zero, one, x0, cond)
