@@ -6,6 +6,11 @@ Diffrax solver, step count). Batches are explicit: actions `(batch, dim)`, `cond
 its leading axis.
 """
 
+from ._actor_critic import (
+    bptt_q_loss as bptt_q_loss,
+    one_step_distillation_loss as one_step_distillation_loss,
+    td3_bc_loss as td3_bc_loss,
+)
 from ._adjoint_matching import (
     AbstractAdjointMatchingScheme as AbstractAdjointMatchingScheme,
     adjoint_matching_loss as adjoint_matching_loss,

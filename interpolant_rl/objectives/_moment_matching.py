@@ -205,6 +205,7 @@ def moment_matching_loss(
     kernel: Callable[[Scalar], AbstractKernel] = RBFKernel,
     bandwidth: Bandwidth | None = None,
     unbiased: bool = False,
+    cond_per_particle: bool = False,
 ) -> Scalar:
     r"""The moment-matching (MMD) loss of MoMa QL, averaged over groups of particles:
 
@@ -240,7 +241,8 @@ def moment_matching_loss(
       times, `jnp.repeat(actions[:, None], M, axis=1)`, runs but changes the objective: each
       group then matches jumps of $p_t(\cdot \mid x_1)$ and $p_r(\cdot \mid x_1)$, which the
       exact flow map sends to different laws unless $r = t$.)
-    - `cond`: one conditioning per group, batched along axis 0 (`groups` leading), or `None`.
+    - `cond`: one conditioning per group, batched along axis 0 (`groups` leading), or `None`;
+      with `cond_per_particle`, one per particle (`groups, particles` leading).
     - `key`: split as `time_key, noise_key = jax.random.split(key)`; group `g` draws its times
       with `jax.random.split(time_key, groups)[g]`, the noise is
       `jax.random.normal(noise_key, actions.shape)`.
@@ -255,6 +257,11 @@ def moment_matching_loss(
       moment matching's time-dependent choice.
     - `unbiased`: use the U-statistic instead of the biased V-statistic (needs $M \ge 2$); see
       [`interpolant_rl.mmd_squared`][].
+    - `cond_per_particle`: the particles of a group carry their own states (offline data has
+      one action per state, so an agent groups $M$ dataset pairs). The MMD then compares the
+      groups' action sets pooled over their states: it still vanishes at the exact flow map
+      (both sets are pushed from the same state-action pairs), and the partner pull supplies
+      the per-state consistency; with all states equal it is the loss above.
 
     **Returns:** the scalar loss $\mathcal L$.
     """
@@ -269,9 +276,15 @@ def moment_matching_loss(
     def group_loss(x0, x1, cond, t, r, s):
         x_t = interpolate(x0, x1, t)
         x_r = interpolate(x0, x1, r)
-        online = jax.vmap(lambda x: jump(interpolant, field, x, t, s, cond))(x_t)
+        particle_axis = 0 if cond_per_particle else None
+        online = jax.vmap(
+            lambda x, c: jump(interpolant, field, x, t, s, c), in_axes=(0, particle_axis)
+        )(x_t, cond)
         target = jax.lax.stop_gradient(
-            jax.vmap(lambda x: jump(interpolant, target_field, x, r, s, cond))(x_r)
+            jax.vmap(
+                lambda x, c: jump(interpolant, target_field, x, r, s, c),
+                in_axes=(0, particle_axis),
+            )(x_r, cond)
         )
         width = jnp.asarray(bandwidth(t, s), dtype=actions.dtype)
         return mmd_squared(kernel(width), online, target, unbiased=unbiased)

@@ -1,0 +1,35 @@
+"""Agents: one module per algorithm, each reading like its paper's algorithm box, all built
+from the shared objectives. Build one by name with
+[`make_agent`][interpolant_rl.agents.make_agent]."""
+
+from . import (
+    bam as bam,
+    fbrac as fbrac,
+    fql as fql,
+    moma_ql as moma_ql,
+    ofql as ofql,
+    qam as qam,
+    qam_edit as qam_edit,
+    qam_fql as qam_fql,
+    rebrac as rebrac,
+)
+from ._core import (
+    AbstractAgent as AbstractAgent,
+    AbstractCritic as AbstractCritic,
+    Batch as Batch,
+    CriticConfig as CriticConfig,
+    FixedCritic as FixedCritic,
+    flow_actions as flow_actions,
+    LearnedCritic as LearnedCritic,
+    NetworkConfig as NetworkConfig,
+    Trained as Trained,
+)
+from ._edit import ActionEdit as ActionEdit
+from ._registry import (
+    AGENTS as AGENTS,
+    AgentSpec as AgentSpec,
+    available_agents as available_agents,
+    default_config as default_config,
+    make_agent as make_agent,
+    resize as resize,
+)

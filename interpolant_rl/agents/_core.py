@@ -1,0 +1,382 @@
+r"""What every agent shares: batches, trained modules with their optimiser, critics, the
+several-updates-per-call machinery and the flow-policy sampler.
+
+An agent is an immutable Equinox module. `update(batch, key)` runs one jitted program that scans
+`num_updates` gradient steps (the leading axis of `batch`); each step first fits the critic by TD,
+then runs the agent's own policy-extraction step (`actor_step`) against the updated critic.
+Replacing the critic with a [`FixedCritic`][interpolant_rl.agents.FixedCritic] turns the same
+update into pure policy extraction against a known $Q$ (the exact-tilt benchmark does this).
+"""
+
+import abc
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import optax
+from jaxtyping import Array, Float, PRNGKeyArray, PyTree
+
+from .._interpolant import AbstractInterpolant, LinearInterpolant
+from .._process import ProbabilityFlowODE
+from .._sampling import sample
+from ..nn import CriticEnsemble, ema_update, td_target
+from ..objectives import flow_matching_loss
+
+
+Metrics = dict[str, Float[Array, ""]]
+
+
+class Batch(eqx.Module):
+    r"""A batch of transitions (or of action chunks: a chunk of $h$ actions is one flattened
+    action of $h\cdot d$ dimensions, its reward the discounted chunk reward, its next observation
+    the one after the chunk).
+
+    Every field has leading axes `(*lead, batch)`: `lead` is `()` for one update and
+    `(num_updates,)` for the stacked batches that [`AbstractAgent.update`][interpolant_rl.agents.AbstractAgent.update]
+    scans over.
+
+    **Fields:** `observations` `(..., obs_dim)`, `actions` `(..., action_dim)` in $[-1, 1]$,
+    `rewards`, `masks` (0 where the episode terminated: no bootstrap), `next_observations`,
+    `valid` (weights: 0 for chunks that cross an episode end, which are weighted out of every
+    loss; all ones otherwise).
+    """
+
+    observations: Float[Array, "*lead batch obs_dim"]
+    actions: Float[Array, "*lead batch action_dim"]
+    rewards: Float[Array, "*lead batch"]
+    masks: Float[Array, "*lead batch"]
+    next_observations: Float[Array, "*lead batch obs_dim"]
+    valid: Float[Array, "*lead batch"]
+
+
+def _weighted_mean(values, weights):
+    return jnp.sum(weights * values) / jnp.maximum(jnp.sum(weights), 1.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkConfig:
+    """Size of an MLP (GELU activations)."""
+
+    width: int = 512  # hidden units per layer (QAM protocol: 512)
+    depth: int = 4  # hidden layers (QAM protocol: 4)
+    layer_norm: bool = False  # LayerNorm after each hidden layer (protocol: actors without)
+
+    def __post_init__(self):
+        if self.width < 1 or self.depth < 1:
+            raise ValueError(
+                f"network width and depth must be >= 1, got {self.width}, {self.depth}"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class CriticConfig:
+    """The critic ensemble and its TD target $r + \\gamma^h m (\\bar Q' - \\rho\\,\\mathrm{std}\\,Q')$."""
+
+    width: int = 512  # hidden units per layer
+    depth: int = 4  # hidden layers
+    layer_norm: bool = True  # LayerNorm in the critic (QAM protocol: yes)
+    num_critics: int = 10  # ensemble size K (QAM protocol: 10)
+    rho: float = 0.5  # pessimism rho of the target (0 for humanoidmaze)
+    discount: float = 0.99  # gamma per environment step (0.995 for giant / humanoid mazes)
+    horizon: int = 1  # action-chunk length h: the target discounts by gamma**h (5 for manipulation)
+    target_rate: float = 0.005  # EMA rate of the target critic
+    learning_rate: float = 3e-4  # Adam step size
+    grad_clip: float | None = None  # global-norm clipping of critic gradients (None: off)
+
+    def __post_init__(self):
+        if self.num_critics < 1:
+            raise ValueError(f"num_critics must be >= 1, got {self.num_critics}")
+        if self.horizon < 1:
+            raise ValueError(f"horizon (chunk length) must be >= 1, got {self.horizon}")
+        if not 0.0 <= self.discount <= 1.0:
+            raise ValueError(f"discount must lie in [0, 1], got {self.discount}")
+        if not 0.0 <= self.target_rate <= 1.0:
+            raise ValueError(f"target_rate must lie in [0, 1], got {self.target_rate}")
+        if self.rho < 0:
+            raise ValueError(f"rho must be >= 0, got {self.rho}")
+        _check_learning(self.learning_rate, self.grad_clip)
+        NetworkConfig(self.width, self.depth)
+
+
+def _check_learning(learning_rate, grad_clip):
+    if not learning_rate > 0:
+        raise ValueError(f"learning_rate must be > 0, got {learning_rate}")
+    if grad_clip is not None and not grad_clip > 0:
+        raise ValueError(f"grad_clip must be > 0 or None, got {grad_clip}")
+
+
+def check_positive(name: str, value: int | float, *, allow_zero: bool = False) -> None:
+    """Raise a one-line `ValueError` unless `value > 0` (or `>= 0` with `allow_zero`)."""
+    if not (value >= 0 if allow_zero else value > 0):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be {bound}, got {value}")
+
+
+def adam(learning_rate: float, grad_clip: float | None = None) -> optax.GradientTransformation:
+    """Adam, optionally after global-norm clipping of the gradient (the QAM protocol clips at 1)."""
+    _check_learning(learning_rate, grad_clip)
+    if grad_clip is None:
+        return optax.adam(learning_rate)
+    return optax.chain(optax.clip_by_global_norm(grad_clip), optax.adam(learning_rate))
+
+
+class Trained(eqx.Module):
+    """A module together with its optimiser and optimiser state.
+
+    **Fields:** `model`, `opt_state`, `optimiser` (static).
+    """
+
+    model: PyTree
+    opt_state: PyTree
+    optimiser: optax.GradientTransformation = eqx.field(static=True)
+
+    @classmethod
+    def create(cls, model: PyTree, optimiser: optax.GradientTransformation) -> "Trained":
+        return cls(model, optimiser.init(eqx.filter(model, eqx.is_inexact_array)), optimiser)
+
+    def minimise(self, loss_fn: Callable[..., Any], *args: Any) -> tuple["Trained", Any]:
+        """One optimiser step on `loss_fn(model, *args) -> (loss, aux)`; returns `(trained, aux)`."""
+        (_, aux), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(self.model, *args)
+        updates, opt_state = self.optimiser.update(
+            grads, self.opt_state, eqx.filter(self.model, eqx.is_inexact_array)
+        )
+        return Trained(eqx.apply_updates(self.model, updates), opt_state, self.optimiser), aux
+
+
+# --------------------------------------------------------------------------------------------
+# Critics
+
+
+class AbstractCritic(eqx.Module):
+    """What policy extraction needs from a critic: its values, its target's values, and a TD step."""
+
+    @abc.abstractmethod
+    def values(self, cond: Float[Array, " obs_dim"], action: Float[Array, " action_dim"]) -> Array:
+        """The $K$ online values $Q_k(s, a)$ of one state and action, shape `(K,)`."""
+
+    @abc.abstractmethod
+    def target_values(
+        self, cond: Float[Array, " obs_dim"], action: Float[Array, " action_dim"]
+    ) -> Array:
+        """The $K$ target-network values, shape `(K,)`."""
+
+    @abc.abstractmethod
+    def step(
+        self, batch: Batch, next_actions: Float[Array, "batch action_dim"]
+    ) -> tuple["AbstractCritic", Metrics]:
+        """One TD update, given the policy's actions at the next observations."""
+
+    def mean_values(self, obs, actions):
+        """Ensemble-mean online values of a batch, shape `(batch,)`."""
+        return jnp.mean(jax.vmap(self.values)(obs, actions), axis=-1)
+
+    def target_mean_gradient(self, cond, action):
+        r"""$\nabla_a \bar Q^-(s, \operatorname{clip}(a, -1, 1))$ of the target ensemble mean (the
+        QAM reference's terminal condition), for one state and action."""
+        return jax.grad(lambda a: jnp.mean(self.target_values(cond, jnp.clip(a, -1.0, 1.0))))(
+            action
+        )
+
+
+class LearnedCritic(AbstractCritic):
+    r"""A [`CriticEnsemble`][interpolant_rl.nn.CriticEnsemble] fitted by TD to the pessimistic
+    target of its EMA copy:
+
+    $$\mathcal L = \tfrac1K\sum_k \operatorname{mean}_i w_i\big(Q_k(s_i, a_i) - y_i\big)^2,\qquad
+      y_i = r_i + \gamma^h m_i\big(\bar Q^-(s_i', a_i') - \rho\,\mathrm{std}\,Q^-(s_i', a_i')\big),$$
+
+    with $a'$ the agent's policy at $s'$ and $w$ the batch's validity weights.
+
+    **Fields:** `online` (a `Trained` ensemble), `target`, `config` (static).
+    """
+
+    online: Trained
+    target: CriticEnsemble
+    config: CriticConfig = eqx.field(static=True)
+
+    @classmethod
+    def create(cls, obs_dim: int, action_dim: int, config: CriticConfig, key: PRNGKeyArray):
+        ensemble = CriticEnsemble(
+            action_dim,
+            obs_dim,
+            config.width,
+            config.depth,
+            num_critics=config.num_critics,
+            layer_norm=config.layer_norm,
+            key=key,
+        )
+        optimiser = adam(config.learning_rate, config.grad_clip)
+        return cls(Trained.create(ensemble, optimiser), ensemble, config)
+
+    def values(self, cond, action):
+        return self.online.model(cond, action)
+
+    def target_values(self, cond, action):
+        return self.target(cond, action)
+
+    def step(self, batch, next_actions):
+        config = self.config
+        next_values = jax.vmap(self.target)(batch.next_observations, next_actions)
+        targets = jax.vmap(
+            lambda r, m, q: td_target(
+                r, m, q, discount=config.discount, horizon=config.horizon, rho=config.rho
+            )
+        )(batch.rewards, batch.masks, next_values)
+        targets = jax.lax.stop_gradient(targets)
+
+        def loss_fn(ensemble):
+            values = jax.vmap(ensemble)(batch.observations, batch.actions)
+            errors = jnp.mean((values - targets[:, None]) ** 2, axis=-1)
+            loss = _weighted_mean(errors, batch.valid)
+            return loss, dict(critic_loss=loss, q_mean=jnp.mean(values))
+
+        online, metrics = self.online.minimise(loss_fn)
+        target = ema_update(self.target, online.model, config.target_rate)
+        return LearnedCritic(online, target, config), metrics
+
+
+class FixedCritic(AbstractCritic):
+    r"""A known critic that never changes: online and target values are both `function`, and
+    the TD step does nothing. Use it to run an agent's policy extraction alone against a given
+    $Q$ (e.g. [`interpolant_rl.testing.QuadraticCritic`][] in the exact-tilt benchmark).
+
+    **Fields:** `function`, any `(cond, action) -> values` with values of shape `(K,)`.
+    """
+
+    function: Callable[[Array, Array], Array]
+
+    def values(self, cond, action):
+        return self.function(cond, action)
+
+    def target_values(self, cond, action):
+        return self.function(cond, action)
+
+    def step(self, batch, next_actions):
+        return self, {}
+
+
+# --------------------------------------------------------------------------------------------
+# Agents
+
+
+class AbstractAgent(eqx.Module):
+    r"""The interface of every agent.
+
+    Subclasses hold their networks and a `critic`, and implement:
+
+    - `actor_step(batch, key) -> (agent, metrics)`: the policy-extraction update (their paper's
+      algorithm box), run after the critic's TD step;
+    - `policy(obs, key) -> actions`: actions for a batch of observations, used both for acting
+      and for the critic's target (what the paper uses there);
+
+    and inherit `update` (several jitted updates per call) and `act`.
+    """
+
+    critic: eqx.AbstractVar[AbstractCritic]
+
+    @abc.abstractmethod
+    def actor_step(self, batch: Batch, key: PRNGKeyArray) -> tuple["AbstractAgent", Metrics]:
+        """One policy-extraction update on one batch."""
+
+    @abc.abstractmethod
+    def policy(
+        self, observations: Float[Array, "batch obs_dim"], key: PRNGKeyArray
+    ) -> Float[Array, "batch action_dim"]:
+        """Actions of the current policy (in $[-1, 1]$) for a batch of observations."""
+
+    def target_policy(self, observations, key):
+        """Actions for the critic's TD target (by default the acting policy)."""
+        return self.policy(observations, key)
+
+    def update_step(self, batch: Batch, key: PRNGKeyArray) -> tuple["AbstractAgent", Metrics]:
+        """One critic TD step, then one `actor_step`, on a single (unstacked) batch."""
+        target_key, actor_key = jr.split(key)
+        next_actions = jax.lax.stop_gradient(
+            self.target_policy(batch.next_observations, target_key)
+        )
+        critic, critic_metrics = self.critic.step(batch, next_actions)
+        agent = eqx.tree_at(lambda a: a.critic, self, critic)
+        agent, actor_metrics = agent.actor_step(batch, actor_key)
+        return agent, {**critic_metrics, **actor_metrics}
+
+    def update(self, batch: Batch, key: PRNGKeyArray) -> tuple["AbstractAgent", Metrics]:
+        r"""`num_updates` update steps in one compiled call.
+
+        **Arguments:**
+
+        - `batch`: a [`Batch`][interpolant_rl.agents.Batch] whose fields have a leading axis of
+          `num_updates` (one batch per step; `jax.tree.map(lambda x: x[None], batch)` for one).
+        - `key`: a PRNG key, split into one key per step.
+
+        **Returns:** `(agent, metrics)` with each metric of shape `(num_updates,)`.
+        """
+        return _scan_updates(self, batch, key)
+
+    def act(
+        self, observations: Float[Array, "*batch obs_dim"], key: PRNGKeyArray
+    ) -> Float[Array, "*batch action_dim"]:
+        """Actions in $[-1, 1]$ for one observation `(obs_dim,)` or a batch `(n, obs_dim)`
+        (jitted)."""
+        return _act(self, observations, key)
+
+
+@eqx.filter_jit
+def _scan_updates(agent, batch, key):
+    arrays, static = eqx.partition(agent, eqx.is_array)
+
+    def body(arrays, inputs):
+        step_batch, step_key = inputs
+        new_agent, metrics = eqx.combine(arrays, static).update_step(step_batch, step_key)
+        return eqx.filter(new_agent, eqx.is_array), metrics
+
+    num_updates = batch.rewards.shape[0]
+    arrays, metrics = jax.lax.scan(body, arrays, (batch, jr.split(key, num_updates)))
+    return eqx.combine(arrays, static), metrics
+
+
+@eqx.filter_jit
+def _act(agent, observations, key):
+    if observations.ndim == 1:
+        return agent.policy(observations[None], key)[0]
+    return agent.policy(observations, key)
+
+
+# --------------------------------------------------------------------------------------------
+# Shared sampling helpers
+
+
+def flow_actions(
+    interpolant: AbstractInterpolant,
+    velocity: Callable,
+    observations: Float[Array, "batch obs_dim"],
+    noise: Float[Array, "batch action_dim"],
+    num_steps: int,
+    solver: diffrax.AbstractSolver = diffrax.Euler(),
+) -> Float[Array, "batch action_dim"]:
+    r"""Integrate the probability-flow ODE of `velocity` from `noise` with `num_steps` steps
+    (a `lax.scan`), one trajectory per observation; differentiable (FBRAC backpropagates through
+    it). Not clipped."""
+    process = ProbabilityFlowODE(interpolant, velocity)
+    return jax.vmap(lambda x0, c: sample(process, x0, cond=c, solver=solver, num_steps=num_steps))(
+        noise, observations
+    )
+
+
+def flow_matching_step(
+    behaviour: Trained, batch: Batch, key: PRNGKeyArray
+) -> tuple[Trained, Float[Array, ""]]:
+    """One flow-matching (behaviour-cloning) step of a velocity field on the batch's
+    state-action pairs, invalid chunks weighted out; returns `(behaviour, loss)`."""
+
+    def loss_fn(field):
+        loss = flow_matching_loss(
+            LinearInterpolant(), field, batch.actions, batch.observations, key, weights=batch.valid
+        )
+        return loss, loss
+
+    return behaviour.minimise(loss_fn)

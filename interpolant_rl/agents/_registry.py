@@ -1,0 +1,86 @@
+"""The agent registry: every algorithm by name, with its default configuration."""
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from jaxtyping import PRNGKeyArray
+
+from . import bam, fbrac, fql, moma_ql, ofql, qam, qam_edit, qam_fql, rebrac
+from ._core import AbstractAgent, CriticConfig, NetworkConfig
+
+
+class AgentSpec(NamedTuple):
+    """How to build one algorithm: `default_config() -> config` and
+    `create(obs_dim, action_dim, key, config) -> agent`."""
+
+    default_config: Callable[[], Any]
+    create: Callable[..., AbstractAgent]
+
+
+AGENTS: dict[str, AgentSpec] = {
+    "qam": AgentSpec(qam.QAMConfig, qam.create),
+    "qam_fql": AgentSpec(qam_fql.QAMFQLConfig, qam_fql.create),
+    "qam_edit": AgentSpec(qam_edit.QAMEditConfig, qam_edit.create),
+    "bam": AgentSpec(bam.default_config, bam.create),
+    "moma_ql": AgentSpec(moma_ql.MoMaQLConfig, moma_ql.create),
+    "ofql": AgentSpec(ofql.OFQLConfig, ofql.create),
+    "fql": AgentSpec(fql.FQLConfig, fql.create),
+    "fbrac": AgentSpec(fbrac.FBRACConfig, fbrac.create),
+    "rebrac": AgentSpec(rebrac.ReBRACConfig, rebrac.create),
+}
+
+
+def available_agents() -> tuple[str, ...]:
+    """The registered agent names."""
+    return tuple(AGENTS)
+
+
+def _spec(name: str) -> AgentSpec:
+    try:
+        return AGENTS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown agent {name!r}; available: {', '.join(available_agents())}"
+        ) from None
+
+
+def default_config(name: str) -> Any:
+    """The default (paper) configuration of agent `name`."""
+    return _spec(name).default_config()
+
+
+def make_agent(
+    name: str, obs_dim: int, action_dim: int, key: PRNGKeyArray, config: Any = None
+) -> AbstractAgent:
+    """Build agent `name` for observations of size `obs_dim` and (flattened) actions of size
+    `action_dim`, with `config` (default: [`default_config`][interpolant_rl.agents.default_config]).
+
+    Raises `ValueError` naming the valid agents for an unknown `name`, or the field for an
+    impossible configuration value.
+    """
+    spec = _spec(name)
+    if obs_dim < 1 or action_dim < 1:
+        raise ValueError(f"obs_dim and action_dim must be >= 1, got {obs_dim} and {action_dim}")
+    return spec.create(
+        obs_dim, action_dim, key, spec.default_config() if config is None else config
+    )
+
+
+def resize(config: Any, *, width: int, depth: int, num_critics: int | None = None) -> Any:
+    """`config` with every network (actors and critics, nested configurations included) of
+    `width` x `depth`, and optionally `num_critics` critics: the CPU-sized and test-sized
+    versions of the paper configurations."""
+    changes = {}
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if isinstance(value, NetworkConfig):
+            changes[field.name] = dataclasses.replace(value, width=width, depth=depth)
+        elif isinstance(value, CriticConfig):
+            critics = value.num_critics if num_critics is None else num_critics
+            changes[field.name] = dataclasses.replace(
+                value, width=width, depth=depth, num_critics=critics
+            )
+        elif dataclasses.is_dataclass(value):
+            changes[field.name] = resize(value, width=width, depth=depth, num_critics=num_critics)
+    return dataclasses.replace(config, **changes)

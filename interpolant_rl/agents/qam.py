@@ -1,0 +1,179 @@
+r"""QAM — Q-learning with adjoint matching (and BAM, its basic-adjoint ablation).
+
+Algorithm box, per update on a batch $(s, a, r, m, s')$:
+
+1. **Critic.** TD on the pessimistic target of the target ensemble, with $a' $ from the
+   fine-tuned flow's 10-step Euler ODE at $s'$, clipped to $[-1, 1]$.
+2. **Behaviour flow.** $f_\beta \leftarrow$ one flow-matching step on $(s, a)$; its EMA copy
+   $\bar f_\beta$ is the *base* of the tilt.
+3. **Fine-tuned flow.** $f_\theta \leftarrow$ one adjoint-matching step: trajectories of the
+   memoryless SDE of $f_\theta$ from $\mathcal N(0, I)$, the lean adjoint of $\bar f_\beta$ from
+   $\tilde a(1) = -\tau\nabla_a\bar Q^-(s, \operatorname{clip}(x_1))$, regression of the control
+   on $-\sigma\tilde a$ ([`adjoint_matching_loss`][interpolant_rl.objectives.adjoint_matching_loss]).
+4. **Act.** $a = \operatorname{clip}(\mathrm{ODE}_{f_\theta}(s, z), -1, 1)$, $z \sim \mathcal N(0, I)$.
+
+At its optimum $f_\theta$ samples $\pi_\beta(a\mid s)\,e^{\tau Q(s, a)}/Z(s)$. The defaults are the
+reference code's conventions: a separate (non-residual) randomly initialised $f_\theta$, the EMA
+base, the shifted-time discretisation with a base-flow last step
+([`QAMReferenceAdjointMatching`][interpolant_rl.objectives.QAMReferenceAdjointMatching]), the
+clipped target-mean critic gradient, and global-norm clipping at 1 for both flows.
+"""
+
+import dataclasses
+
+import equinox as eqx
+import jax
+import jax.random as jr
+from jaxtyping import PRNGKeyArray
+
+from .._interpolant import LinearInterpolant
+from ..nn import ema_update, VelocityField
+from ..objectives import (
+    AbstractAdjointMatchingScheme,
+    adjoint_matching_loss,
+    basic_adjoint_matching_loss,
+    QAMReferenceAdjointMatching,
+)
+from ._core import (
+    AbstractAgent,
+    AbstractCritic,
+    adam,
+    Batch,
+    check_positive,
+    CriticConfig,
+    flow_actions,
+    flow_matching_step,
+    LearnedCritic,
+    NetworkConfig,
+    Trained,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class QAMConfig:
+    """QAM hyperparameters (defaults: the paper's, cube-double column)."""
+
+    tau: float = 1.0  # inverse temperature of the tilt pi_beta * exp(tau Q) (3 for cube-triple)
+    flow_steps: int = 10  # Euler steps T of the flows (sampling, SDE and adjoint)
+    scheme: AbstractAdjointMatchingScheme | None = None  # None: QAMReferenceAdjointMatching(T)
+    basic_adjoint: bool = False  # True: basic adjoint of the fine-tuned SDE (the BAM ablation)
+    actor: NetworkConfig = NetworkConfig()  # both flows: 4x512 GELU, no LayerNorm
+    critic: CriticConfig = CriticConfig()  # K = 10, rho = 0.5, gamma = 0.99
+    learning_rate: float = 3e-4  # Adam step size of both flows
+    grad_clip: float | None = 1.0  # global-norm clipping of the flows' gradients (protocol: 1)
+    base_rate: float = 0.005  # EMA rate of the base copy of the behaviour flow
+
+    def __post_init__(self):
+        check_positive("tau", self.tau, allow_zero=True)
+        check_positive("flow_steps", self.flow_steps)
+        check_positive("learning_rate", self.learning_rate)
+        if not 0.0 <= self.base_rate <= 1.0:
+            raise ValueError(f"base_rate must lie in [0, 1], got {self.base_rate}")
+        if self.basic_adjoint and isinstance(self.adjoint_scheme, QAMReferenceAdjointMatching):
+            raise ValueError(
+                "basic_adjoint=True needs a scheme with a basic adjoint, "
+                "e.g. scheme=MemorylessAdjointMatching()"
+            )
+
+    @property
+    def adjoint_scheme(self) -> AbstractAdjointMatchingScheme:
+        if self.scheme is None:
+            return QAMReferenceAdjointMatching(self.flow_steps)
+        return self.scheme
+
+
+class AdjointMatchedFlow(eqx.Module):
+    r"""The policy half of QAM, shared by QAM, BAM, QAM-FQL and QAM-EDIT: a behaviour flow
+    $f_\beta$ (flow matching), its EMA base $\bar f_\beta$, and the fine-tuned flow $f_\theta$
+    (adjoint matching against a critic).
+
+    **Fields:** `behaviour`, `base`, `fine`, `action_dim`, `config` (static).
+    """
+
+    behaviour: Trained
+    base: VelocityField
+    fine: Trained
+    action_dim: int = eqx.field(static=True)
+    config: QAMConfig = eqx.field(static=True)
+
+    @classmethod
+    def create(cls, obs_dim: int, action_dim: int, config: QAMConfig, key: PRNGKeyArray):
+        behaviour_key, fine_key = jr.split(key)
+        net = config.actor
+
+        def field(k):
+            return VelocityField(
+                action_dim, obs_dim, net.width, net.depth, layer_norm=net.layer_norm, key=k
+            )
+
+        behaviour = field(behaviour_key)
+        optimiser = adam(config.learning_rate, config.grad_clip)
+        return cls(
+            Trained.create(behaviour, optimiser),
+            behaviour,
+            Trained.create(field(fine_key), optimiser),
+            action_dim,
+            config,
+        )
+
+    def step(
+        self, critic: AbstractCritic, batch: Batch, key: PRNGKeyArray
+    ) -> tuple["AdjointMatchedFlow", dict]:
+        """Steps 2 and 3 of the algorithm box."""
+        config = self.config
+        fm_key, am_key = jr.split(key)
+
+        behaviour, bc_loss = flow_matching_step(self.behaviour, batch, fm_key)
+        base = ema_update(self.base, behaviour.model, config.base_rate)
+        objective = basic_adjoint_matching_loss if config.basic_adjoint else adjoint_matching_loss
+
+        def fine_loss(field):
+            return objective(
+                config.adjoint_scheme,
+                field,
+                base,
+                critic.target_mean_gradient,
+                config.tau,
+                batch.rewards.shape[0],
+                self.action_dim,
+                batch.observations,
+                am_key,
+            )
+
+        fine, (metrics, _) = self.fine.minimise(fine_loss)
+        new = AdjointMatchedFlow(behaviour, base, fine, self.action_dim, config)
+        return new, dict(flow_matching_loss=bc_loss, **metrics)
+
+    def sample(self, observations, key, noise=None):
+        """$\\operatorname{clip}(\\mathrm{ODE}_{f_\\theta}(s, z), -1, 1)$ for a batch of states."""
+        if noise is None:
+            noise = jr.normal(key, (observations.shape[0], self.action_dim))
+        actions = flow_actions(
+            LinearInterpolant(), self.fine.model, observations, noise, self.config.flow_steps
+        )
+        return jax.numpy.clip(actions, -1.0, 1.0)
+
+
+class QAM(AbstractAgent):
+    """QAM (and BAM with `config.basic_adjoint`): see the module docstring for the algorithm."""
+
+    flows: AdjointMatchedFlow
+    critic: AbstractCritic
+
+    def actor_step(self, batch, key):
+        flows, metrics = self.flows.step(self.critic, batch, key)
+        return QAM(flows, self.critic), metrics
+
+    def policy(self, observations, key):
+        return self.flows.sample(observations, key)
+
+
+def create(
+    obs_dim: int, action_dim: int, key: PRNGKeyArray, config: QAMConfig = QAMConfig()
+) -> QAM:
+    """A fresh QAM agent (random networks, critic and flows)."""
+    flow_key, critic_key = jr.split(key)
+    return QAM(
+        AdjointMatchedFlow.create(obs_dim, action_dim, config, flow_key),
+        LearnedCritic.create(obs_dim, action_dim, config.critic, critic_key),
+    )

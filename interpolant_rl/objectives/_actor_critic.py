@@ -1,0 +1,126 @@
+r"""Actor losses of the value-gradient baselines: one-step distillation + Q (FQL), backprop
+through the multi-step flow (FBRAC), and TD3+BC (ReBRAC).
+
+`q_function` is always a batched critic `(observations, actions) -> values` of shape
+`(batch,)` (e.g. an ensemble mean); the losses differentiate through it into the actions only
+(the critic's own parameters should be held fixed by the caller).
+"""
+
+from collections.abc import Callable
+
+import diffrax
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float
+
+from .._custom_types import Scalar, VelocityField
+from .._interpolant import AbstractInterpolant
+from .._process import ProbabilityFlowODE
+from .._sampling import sample
+from ._q_term import normalised_q_loss
+
+
+QFunction = Callable[
+    [Float[Array, "batch obs_dim"], Float[Array, "batch dim"]], Float[Array, " batch"]
+]
+
+
+def _weighted_mean(values, weights):
+    if weights is None:
+        return jnp.mean(values)
+    return jnp.sum(weights * values) / jnp.maximum(jnp.sum(weights), 1.0)
+
+
+def one_step_distillation_loss(
+    policy: Callable[[Float[Array, " dim"], Float[Array, " obs_dim"]], Float[Array, " dim"]],
+    teacher_actions: Float[Array, "batch dim"],
+    noise: Float[Array, "batch dim"],
+    observations: Float[Array, "batch obs_dim"],
+    q_function: QFunction,
+    alpha: float,
+    *,
+    normalise_q: bool = False,
+) -> tuple[Scalar, dict[str, Scalar]]:
+    r"""FQL's one-step policy loss: distil a multi-step flow and climb the critic,
+
+    $$\mathcal L(\omega) = \alpha\,\operatorname{mean}\big\|\mu_\omega(s, z) - \mathrm{sg}\,a_{\text{teacher}}(s, z)\big\|^2
+      - \operatorname{mean} Q\big(s, \operatorname{clip}(\mu_\omega(s, z), -1, 1)\big),$$
+
+    where the teacher's action comes from the *same* noise $z$ (FQL: the behaviour flow's
+    ODE; QAM-FQL: the adjoint-matched flow's). The squared error is averaged over the action
+    dimensions as well as the batch.
+
+    **Arguments:**
+
+    - `policy`: the one-step policy `(noise, cond) -> action` (e.g.
+      [`interpolant_rl.nn.OneStepPolicy`][]).
+    - `teacher_actions`: $a_{\text{teacher}}(s, z)$, shape `(batch, dim)` (no gradient taken).
+    - `noise`: the $z$ shared with the teacher, shape `(batch, dim)`.
+    - `observations`: the states, shape `(batch, obs_dim)`.
+    - `q_function`: the batched critic.
+    - `alpha`: the distillation weight $\alpha \ge 0$.
+    - `normalise_q`: divide the Q term by $\mathrm{sg}(\operatorname{mean}|Q|)$ (see
+      [`normalised_q_loss`][interpolant_rl.objectives.normalised_q_loss]).
+
+    **Returns:** `(loss, metrics)`.
+    """
+    actions = jax.vmap(policy)(noise, observations)
+    distillation = jnp.mean((actions - jax.lax.stop_gradient(teacher_actions)) ** 2)
+    q = q_function(observations, jnp.clip(actions, -1.0, 1.0))
+    q_loss = normalised_q_loss(q) if normalise_q else -jnp.mean(q)
+    loss = alpha * distillation + q_loss
+    return loss, dict(distillation_loss=distillation, q_loss=q_loss)
+
+
+def bptt_q_loss(
+    interpolant: AbstractInterpolant,
+    velocity: VelocityField,
+    noise: Float[Array, "batch dim"],
+    observations: Float[Array, "batch obs_dim"],
+    q_function: QFunction,
+    *,
+    num_steps: int = 10,
+    solver: diffrax.AbstractSolver = diffrax.Euler(),
+) -> Scalar:
+    r"""FBRAC's value term, differentiated through the whole multi-step flow:
+
+    $$\mathcal L_Q(\theta) = -\operatorname{mean} Q\big(s, \operatorname{clip}(\mathrm{ODE}_{v_\theta}(s, z), -1, 1)\big),$$
+
+    with the ODE integrated by `solver` in `num_steps` steps inside one `lax.scan`, so reverse
+    mode backpropagates through every step (the unstable gradient QAM avoids). Add it (scaled)
+    to a behaviour-cloning loss such as
+    [`flow_matching_loss`][interpolant_rl.objectives.flow_matching_loss].
+
+    **Returns:** the scalar $\mathcal L_Q$.
+    """
+    process = ProbabilityFlowODE(interpolant, velocity)
+    actions = jax.vmap(lambda z, c: sample(process, z, cond=c, solver=solver, num_steps=num_steps))(
+        noise, observations
+    )
+    return -jnp.mean(q_function(observations, jnp.clip(actions, -1.0, 1.0)))
+
+
+def td3_bc_loss(
+    actions: Float[Array, "batch dim"],
+    data_actions: Float[Array, "batch dim"],
+    q_values: Float[Array, " batch"],
+    alpha: float,
+    *,
+    weights: Float[Array, " batch"] | None = None,
+) -> tuple[Scalar, dict[str, Scalar]]:
+    r"""The TD3+BC / ReBRAC actor loss of a deterministic policy $\pi$:
+
+    $$\mathcal L = -\frac{\operatorname{mean} Q(s, \pi(s))}{\mathrm{sg}\,\operatorname{mean}|Q(s, \pi(s))|}
+      + \alpha\,\operatorname{mean}_i \|\pi(s_i) - a_i\|^2,$$
+
+    the behaviour-cloning term summed over action dimensions (as ReBRAC does) and averaged over
+    the batch with optional validity `weights`.
+
+    **Arguments:** the policy's `actions` $\pi(s)$, the dataset's `data_actions` $a$, the critic's
+    `q_values` at the policy's actions, the BC weight `alpha` $\ge 0$, and `weights`.
+
+    **Returns:** `(loss, metrics)`.
+    """
+    bc = _weighted_mean(jnp.sum((actions - data_actions) ** 2, axis=-1), weights)
+    q_loss = normalised_q_loss(q_values)
+    return q_loss + alpha * bc, dict(bc_loss=bc, q_loss=q_loss)
