@@ -20,9 +20,7 @@ def tiny_config(name):
     if name in ("qam", "qam_fql", "qam_edit", "bam", "fql", "fbrac"):
         # fewer flow steps keep the compile small; the algorithms are unchanged
         if hasattr(config, "qam"):
-            config = dataclasses.replace(
-                config, qam=dataclasses.replace(config.qam, flow_steps=3)
-            )
+            config = dataclasses.replace(config, qam=dataclasses.replace(config.qam, flow_steps=3))
         else:
             config = dataclasses.replace(config, flow_steps=3)
     if name == "qam_edit":
@@ -69,7 +67,12 @@ def test_unknown_agent_lists_the_valid_names():
 
 @pytest.mark.parametrize(
     "name, field, value",
-    [("qam", "tau", -1.0), ("qam", "flow_steps", 0), ("fql", "alpha", -1.0), ("moma_ql", "particles", 0)],
+    [
+        ("qam", "tau", -1.0),
+        ("qam", "flow_steps", 0),
+        ("fql", "alpha", -1.0),
+        ("moma_ql", "particles", 0),
+    ],
 )
 def test_impossible_hyperparameters_fail_at_configuration(name, field, value):
     with pytest.raises(ValueError, match=field):

@@ -16,10 +16,12 @@ from . import (
 from ._core import (
     AbstractAgent as AbstractAgent,
     AbstractCritic as AbstractCritic,
+    adam as adam,
     Batch as Batch,
     CriticConfig as CriticConfig,
     FixedCritic as FixedCritic,
     flow_actions as flow_actions,
+    flow_matching_step as flow_matching_step,
     LearnedCritic as LearnedCritic,
     NetworkConfig as NetworkConfig,
     Trained as Trained,
@@ -31,5 +33,6 @@ from ._registry import (
     available_agents as available_agents,
     default_config as default_config,
     make_agent as make_agent,
+    override as override,
     resize as resize,
 )

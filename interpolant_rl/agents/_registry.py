@@ -84,3 +84,27 @@ def resize(config: Any, *, width: int, depth: int, num_critics: int | None = Non
         elif dataclasses.is_dataclass(value):
             changes[field.name] = resize(value, width=width, depth=depth, num_critics=num_critics)
     return dataclasses.replace(config, **changes)
+
+
+def _replace_everywhere(config: Any, name: str, value: Any) -> tuple[Any, int]:
+    changes, count = {}, 0
+    for field in dataclasses.fields(config):
+        current = getattr(config, field.name)
+        if field.name == name:
+            changes[field.name], count = value, count + 1
+        elif dataclasses.is_dataclass(current) and not isinstance(current, type):
+            changes[field.name], found = _replace_everywhere(current, name, value)
+            count += found
+    return dataclasses.replace(config, **changes), count
+
+
+def override(config: Any, **values: Any) -> Any:
+    """`config` with each named field set wherever it occurs, nested configurations included
+    (e.g. `override(default_config("qam_fql"), tau=3.0)` sets the inner QAM's `tau`).
+
+    Raises `ValueError` for a name the configuration does not have (or an impossible value)."""
+    for name, value in values.items():
+        config, count = _replace_everywhere(config, name, value)
+        if count == 0:
+            raise ValueError(f"{type(config).__name__} has no field {name!r}")
+    return config
