@@ -35,6 +35,8 @@ PROBLEMS = ("unimodal_linear", "bimodal", "anisotropic_4d")
 
 def _cell(values):
     values = np.asarray(values, dtype=float)
+    if np.any(np.isnan(values)):
+        return f"diverged ({int(np.isnan(values).sum())}/{values.size})"
     if values.size == 1:
         return f"{values[0]:.3f}"
     return f"{values.mean():.3f} ± {values.std(ddof=1):.3f}"
@@ -103,7 +105,22 @@ def main(argv=None) -> int:
     for problem in args.problems:
         for name in args.agents:
             for seed in range(args.seeds):
-                result, _ = toy_tilt.run(name, problem, seed, args.steps)
+                try:
+                    result, _ = toy_tilt.run(name, problem, seed, args.steps)
+                except FloatingPointError as error:  # a diverged run is a result, not a crash
+                    nan = float("nan")
+                    result = dict(
+                        agent=name,
+                        problem=problem,
+                        seed=seed,
+                        error=str(error),
+                        sliced_wasserstein=nan,
+                        base_sliced_wasserstein=nan,
+                        bc_sliced_wasserstein=nan,
+                        mean_error=nan,
+                        base_mean_error=nan,
+                        wall_time_s=nan,
+                    )
                 result["problem_name"] = Path(result["problem"]).stem
                 rows.append(result)
                 print(

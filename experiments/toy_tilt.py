@@ -128,8 +128,8 @@ def _train_behaviour_flow(data, dim, steps, key):
         arrays = jax.lax.scan(body, arrays, jr.split(key, UPDATES_PER_CALL))[0]
         return eqx.combine(arrays, static)
 
-    keys = jr.split(train_key, max(1, steps // UPDATES_PER_CALL))
-    for k in keys:
+    # whole calls of UPDATES_PER_CALL steps: `steps` rounded up to a multiple of it
+    for k in jr.split(train_key, -(-steps // UPDATES_PER_CALL)):
         trained = run(trained, k)
     return trained.model
 

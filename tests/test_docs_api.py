@@ -17,6 +17,7 @@ AUTODOC = re.compile(r"^:::\s+([A-Za-z_][\w.]*)\s*$", re.MULTILINE)
 MODULES = {
     "interpolant_rl": set(),
     "interpolant_rl.nn": set(),
+    "interpolant_rl.agents": set(),
     "interpolant_rl.objectives": set(),
     "interpolant_rl.testing": {"strategies"},
 }

@@ -29,6 +29,7 @@ AGENTS: dict[str, AgentSpec] = {
     "fbrac": AgentSpec(fbrac.FBRACConfig, fbrac.create),
     "rebrac": AgentSpec(rebrac.ReBRACConfig, rebrac.create),
 }
+"""Every registered algorithm: name -> [`AgentSpec`][interpolant_rl.agents.AgentSpec]."""
 
 
 def available_agents() -> tuple[str, ...]:
