@@ -25,7 +25,6 @@ def normalised_q_loss(q_values: Float[Array, "*batch"], epsilon: float = 1e-6) -
 
     - `q_values`: $Q(s_i, a_i^\pi)$ at the policy's actions, any shape (e.g. `(batch,)`, or
       `(ensemble, batch)` to average an ensemble's members as well).
-
     - `epsilon`: the floor of the denominator.
 
     **Returns:** the scalar $\mathcal L_Q$.
