@@ -96,6 +96,8 @@ class MoMaQL(AbstractAgent):
         groups = batch_size // config.particles
         actions = batch.actions.reshape(groups, config.particles, action_dim)
         observations = batch.observations.reshape(groups, config.particles, -1)
+        # a group counts only if all its particles are valid chunks
+        group_valid = jnp.min(batch.valid.reshape(groups, config.particles), axis=1)
         kernel = LaplaceKernel if config.laplace_kernel else RBFKernel
 
         def loss_fn(field):
@@ -110,6 +112,7 @@ class MoMaQL(AbstractAgent):
                 kernel=kernel,
                 unbiased=config.unbiased,
                 cond_per_particle=True,
+                weights=group_valid,
             )
             policy_actions = self._sample(field, batch.observations, q_key)
             q_loss = normalised_q_loss(self.critic.mean_values(batch.observations, policy_actions))

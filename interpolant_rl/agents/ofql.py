@@ -82,6 +82,7 @@ class OFQL(AbstractAgent):
                 batch.observations,
                 mf_key,
                 equal_time_fraction=config.equal_time_fraction,
+                weights=batch.valid,
             )
             actions = _one_step_actions(field, batch.observations, q_key)
             q_loss = normalised_q_loss(self.critic.mean_values(batch.observations, actions))

@@ -124,6 +124,7 @@ def meanflow_loss(
     time_sampler: AbstractTimeSampler = LogitNormalTimes(),
     adaptive_weight_power: float = 1.0,
     adaptive_weight_eps: float = 1e-3,
+    weights: Float[Array, " batch"] | None = None,
 ) -> Scalar:
     r"""The MeanFlow loss with adaptive weighting:
 
@@ -152,6 +153,8 @@ def meanflow_loss(
       [`interpolant_rl.objectives.LogitNormalTimes`][]).
     - `adaptive_weight_power`: $p$ ($p = 0$: plain squared error; MeanFlow uses $p = 1$).
     - `adaptive_weight_eps`: $\epsilon > 0$.
+    - `weights`: optional per-sample weights $w_i$ (e.g. chunk validity): the loss is then
+      $\frac1B\sum_i w_i\,\mathrm{sg}((e_i + \epsilon)^{-p})\,e_i$.
 
     **Returns:** the scalar loss $\mathcal L$.
     """
@@ -174,6 +177,8 @@ def meanflow_loss(
     u, target = jax.vmap(one, in_axes=(0, 0, 0, 0, cond_axis))(x_t, velocity, t, s, cond)
     error = jnp.mean((u - target) ** 2, axis=-1)
     weight = jax.lax.stop_gradient(1.0 / (error + adaptive_weight_eps) ** adaptive_weight_power)
+    if weights is not None:
+        weight = weight * weights
     return jnp.mean(weight * error)
 
 

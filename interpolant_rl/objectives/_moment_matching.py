@@ -206,6 +206,7 @@ def moment_matching_loss(
     bandwidth: Bandwidth | None = None,
     unbiased: bool = False,
     cond_per_particle: bool = False,
+    weights: Float[Array, " groups"] | None = None,
 ) -> Scalar:
     r"""The moment-matching (MMD) loss of MoMa QL, averaged over groups of particles:
 
@@ -263,6 +264,9 @@ def moment_matching_loss(
       (both sets are pushed from the same state-action pairs), and the partner pull supplies
       the per-state consistency; with all states equal it is the loss above.
 
+    - `weights`: optional per-group weights (e.g. 0 for a group holding an invalid chunk); the
+      loss is then $\frac1B\sum_g w_g\,\mathrm{MMD}^2_g$.
+
     **Returns:** the scalar loss $\mathcal L$.
     """
     groups, _, dim = actions.shape
@@ -291,4 +295,6 @@ def moment_matching_loss(
 
     cond_axis = None if cond is None else 0
     per_group = jax.vmap(group_loss, in_axes=(0, 0, cond_axis, 0, 0, 0))(x0, actions, cond, t, r, s)
+    if weights is not None:
+        per_group = weights * per_group
     return jnp.mean(per_group)
