@@ -308,3 +308,32 @@ def test_moment_matching_gradient_reaches_only_the_online_field():
         online_grad, target_grad = jax.grad(loss, argnums=(0, 1))(0.9, DATA_MEAN, kernel)
         assert float(target_grad) == 0.0
         assert abs(float(online_grad)) > 1e-3
+
+
+def test_per_particle_states_and_weights():
+    # Per-particle states equal to the group's state give the per-group loss; weights scale
+    # groups (all ones: unchanged; a zero drops that group's term).
+    actions = DATA_MEAN + math.sqrt(DATA_VAR) * jr.normal(jr.key(10), (6, 4, 1))
+    cond = jr.normal(jr.key(11), (6, 3))
+
+    def field(t, s, x, c):
+        return x * (1.0 + jnp.sum(c) * t) + s
+
+    def loss(cond, **kwargs):
+        return obj.moment_matching_loss(LINEAR, field, field, actions, cond, jr.key(12), **kwargs)
+
+    per_group = loss(cond)
+    per_particle = loss(jnp.repeat(cond[:, None], 4, axis=1), cond_per_particle=True)
+    assert np.isclose(per_group, per_particle, rtol=1e-6)
+    assert np.isclose(loss(cond, weights=jnp.ones(6)), per_group, rtol=1e-6)
+    dropped = jnp.ones(6).at[2].set(0.0)
+    assert loss(cond, weights=dropped) < per_group
+    assert np.isclose(loss(cond, weights=jnp.zeros(6)), 0.0)
+
+    batch = actions.reshape(-1, 1)
+
+    def meanflow(**kwargs):
+        return obj.meanflow_loss(LINEAR, _tanh_field, batch, None, jr.key(13), **kwargs)
+
+    assert np.isclose(meanflow(weights=jnp.ones(24)), meanflow(), rtol=1e-6)
+    assert np.isclose(meanflow(weights=jnp.zeros(24)), 0.0)
