@@ -18,6 +18,7 @@ MODULES = {
     "interpolant_rl": set(),
     "interpolant_rl.nn": set(),
     "interpolant_rl.agents": set(),
+    "interpolant_rl.data": set(),
     "interpolant_rl.objectives": set(),
     "interpolant_rl.testing": {"strategies"},
 }
