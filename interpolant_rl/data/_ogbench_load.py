@@ -1,0 +1,127 @@
+r"""OGBench datasets as [`Transitions`][interpolant_rl.data.Transitions]: validated loading from a
+local directory in OGBench's file format, generating the files first when they are missing and
+the wheel's oracles can produce them.
+
+**Reward timing.** We follow ogbench >= 1.2 everywhere: a transition's reward and mask are
+computed from the state *before* the step ($r_i = r(s_i)$), both in the relabelled offline data
+(OGBench's loader) and in the online singletask environment (its `step` evaluates success on the
+pre-step state), so offline and online rows mean the same thing.
+"""
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from ._ogbench_generate import default_cache_dir, DOMAINS, generate_dataset, GenerationSpec
+from ._transitions import Transitions
+
+
+_SINGLETASK = re.compile(
+    r"^(?P<domain>.+)-(?P<kind>play|noisy|navigate|stitch|explore)-singletask(?:-task(?P<task>\d+))?-v0$"
+)
+_REQUIRED = {"observations": 2, "actions": 2, "terminals": 1}
+
+
+def validate_ogbench_file(path: str | Path) -> None:
+    """Check one OGBench `.npz` file: readable, the keys `observations`, `actions`, `terminals`
+    with consistent leading sizes, float actions, finite values, not empty, and a final
+    `terminals` flag. Raises `ValueError` naming the file and the problem."""
+    path = Path(path)
+    try:
+        file = np.load(path)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path}: not a readable .npz file ({error})") from None
+    with file:
+        missing = sorted(set(_REQUIRED) - set(file.files))
+        if missing:
+            raise ValueError(f"{path}: missing keys {missing} (has {sorted(file.files)})")
+        arrays = {k: file[k] for k in _REQUIRED}
+        for extra in ("qpos", "qvel", "button_states"):
+            if extra in file.files:
+                arrays[extra] = file[extra]
+    n = arrays["terminals"].shape[0] if arrays["terminals"].ndim == 1 else None
+    if n == 0:
+        raise ValueError(f"{path}: empty dataset (0 rows)")
+    for key, value in arrays.items():
+        ndim = _REQUIRED.get(key)
+        if (ndim is not None and value.ndim != ndim) or value.shape[:1] != (n,):
+            shapes = {k: v.shape for k, v in arrays.items()}
+            raise ValueError(f"{path}: inconsistent shapes {shapes}")
+        if np.issubdtype(value.dtype, np.floating) and not np.all(np.isfinite(value)):
+            raise ValueError(f"{path}: {key} contains NaN or inf")
+    if not np.issubdtype(arrays["actions"].dtype, np.floating):
+        raise ValueError(f"{path}: actions have dtype {arrays['actions'].dtype}, expected floats")
+    if not arrays["terminals"][-1]:
+        raise ValueError(f"{path}: the last row is not marked terminal (truncated file?)")
+
+
+def load_ogbench(
+    dataset_name: str,
+    directory: str | Path | None = None,
+    *,
+    num_episodes: int = 1000,
+    seed: int = 0,
+    workers: int = 1,
+    sparse: bool = False,
+    progress=None,
+):
+    """Load a singletask OGBench dataset (e.g. `"cube-double-play-singletask-task2-v0"`) and its
+    environment.
+
+    The files `{domain}-{kind}-v0.npz` / `-val.npz` are read from `directory` (default
+    [`default_cache_dir`][interpolant_rl.data.default_cache_dir]); when missing they are
+    generated with [`generate_dataset`][interpolant_rl.data.generate_dataset] (`num_episodes`,
+    `seed`, `workers`, `progress`) for the manipulation domains, and otherwise (antmaze,
+    humanoidmaze: expert policies are not shipped) an error says which files to provide. Files
+    are validated, then loaded and relabelled by OGBench's own `make_env_and_datasets`
+    (rewards $= \\#\\text{satisfied} - \\#\\text{subtasks}$, mask 0 when all are satisfied).
+
+    **Arguments:** as above, plus `sparse`: any non-zero reward becomes $-1$ (the protocol's
+    option for scene and puzzle).
+
+    **Returns:** `(env, train, val)`: the gymnasium singletask environment and two
+    [`Transitions`][interpolant_rl.data.Transitions] (episode ends at OGBench's trajectory ends).
+    """
+    match = _SINGLETASK.match(dataset_name)
+    if match is None:
+        raise ValueError(
+            f"{dataset_name!r} is not a singletask OGBench dataset name "
+            "(expected e.g. 'cube-double-play-singletask-task2-v0')"
+        )
+    directory = default_cache_dir() if directory is None else Path(directory)
+    file_stem = f"{match['domain']}-{match['kind']}-v0"
+    train_path, val_path = directory / f"{file_stem}.npz", directory / f"{file_stem}-val.npz"
+    if not (train_path.exists() and val_path.exists()):
+        if match["domain"] not in DOMAINS or match["kind"] not in ("play", "noisy"):
+            raise ValueError(
+                f"{train_path} and {val_path} are needed: {file_stem} cannot be generated locally "
+                "(its expert policies are not shipped with ogbench); place OGBench's files there"
+            )
+        generate_dataset(
+            GenerationSpec(file_stem, num_episodes, seed),
+            directory,
+            workers=workers,
+            progress=progress,
+        )
+    validate_ogbench_file(train_path)
+    validate_ogbench_file(val_path)
+
+    import ogbench
+
+    env, train, val = ogbench.make_env_and_datasets(dataset_name, dataset_dir=str(directory))
+    return env, _transitions(train, sparse), _transitions(val, sparse)
+
+
+def _transitions(dataset: dict, sparse: bool) -> Transitions:
+    rewards = np.asarray(dataset["rewards"], dtype=np.float32)
+    if sparse:
+        rewards = np.where(rewards != 0, -1.0, 0.0).astype(np.float32)
+    return Transitions(
+        observations=dataset["observations"],
+        actions=dataset["actions"],
+        rewards=rewards,
+        masks=dataset["masks"],
+        next_observations=dataset["next_observations"],
+        episode_ends=dataset["terminals"],
+    )
