@@ -8,7 +8,7 @@ from importlib.metadata import (
     version as _version,
 )
 
-from . import agents as agents, data as data, nn as nn, objectives as objectives
+from . import agents as agents, data as data, nn as nn, objectives as objectives, train as train
 from ._adjoint import (
     AbstractAdjointODE as AbstractAdjointODE,
     AbstractTrajectoryEvaluation as AbstractTrajectoryEvaluation,

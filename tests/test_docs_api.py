@@ -19,6 +19,7 @@ MODULES = {
     "interpolant_rl.nn": set(),
     "interpolant_rl.agents": set(),
     "interpolant_rl.data": set(),
+    "interpolant_rl.train": set(),
     "interpolant_rl.objectives": set(),
     "interpolant_rl.testing": {"strategies"},
 }

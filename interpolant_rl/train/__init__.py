@@ -1,0 +1,14 @@
+"""Training: offline then online loops, evaluation, metrics logging and resumable checkpoints."""
+
+from ._checkpoint import (
+    load_checkpoint as load_checkpoint,
+    read_checkpoint_header as read_checkpoint_header,
+    save_checkpoint as save_checkpoint,
+)
+from ._logging import MetricsLogger as MetricsLogger
+from ._loop import (
+    evaluate as evaluate,
+    NonFiniteLossError as NonFiniteLossError,
+    train as train,
+    TrainConfig as TrainConfig,
+)
