@@ -9,6 +9,7 @@ from ._ogbench_generate import (
 )
 from ._ogbench_load import (
     load_ogbench as load_ogbench,
+    parse_singletask_name as parse_singletask_name,
     validate_ogbench_file as validate_ogbench_file,
 )
 from ._transitions import (

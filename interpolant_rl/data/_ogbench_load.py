@@ -56,6 +56,32 @@ def validate_ogbench_file(path: str | Path) -> None:
         raise ValueError(f"{path}: the last row is not marked terminal (truncated file?)")
 
 
+def parse_singletask_name(dataset_name: str) -> dict[str, str | None]:
+    """Split a singletask OGBench name, e.g. `"cube-double-play-singletask-task2-v0"`, into
+    `domain`, `kind`, `task` (or `None`: the default task) and `file_stem` (`"cube-double-play-v0"`).
+    Raises `ValueError` for a malformed name or an unknown domain."""
+    match = _SINGLETASK.match(dataset_name)
+    known = (
+        *DOMAINS,
+        "antmaze-medium",
+        "antmaze-large",
+        "antmaze-giant",
+        "humanoidmaze-medium",
+        "humanoidmaze-large",
+        "humanoidmaze-giant",
+        "antsoccer-arena",
+        "antsoccer-medium",
+    )
+    if match is None or match["domain"] not in known:
+        raise ValueError(
+            f"{dataset_name!r} is not a singletask OGBench dataset name (expected "
+            f"'<domain>-<play|noisy|...>-singletask[-taskN]-v0' with domain in {', '.join(known)})"
+        )
+    parts = match.groupdict()
+    parts["file_stem"] = f"{parts['domain']}-{parts['kind']}-v0"
+    return parts
+
+
 def load_ogbench(
     dataset_name: str,
     directory: str | Path | None = None,
@@ -83,14 +109,9 @@ def load_ogbench(
     **Returns:** `(env, train, val)`: the gymnasium singletask environment and two
     [`Transitions`][interpolant_rl.data.Transitions] (episode ends at OGBench's trajectory ends).
     """
-    match = _SINGLETASK.match(dataset_name)
-    if match is None:
-        raise ValueError(
-            f"{dataset_name!r} is not a singletask OGBench dataset name "
-            "(expected e.g. 'cube-double-play-singletask-task2-v0')"
-        )
+    match = parse_singletask_name(dataset_name)
     directory = default_cache_dir() if directory is None else Path(directory)
-    file_stem = f"{match['domain']}-{match['kind']}-v0"
+    file_stem = match["file_stem"]
     train_path, val_path = directory / f"{file_stem}.npz", directory / f"{file_stem}-val.npz"
     if not (train_path.exists() and val_path.exists()):
         if match["domain"] not in DOMAINS or match["kind"] not in ("play", "noisy"):

@@ -1,0 +1,256 @@
+"""Train an agent offline then online on an OGBench singletask dataset (the main job).
+
+    python experiments/run.py                      # the CPU demo: small dataset, QAM, a few minutes
+    python experiments/run.py --agent fql --seed 3
+    python experiments/run.py --preset paper       # the QAM paper's configuration (needs a GPU)
+    python experiments/run.py --resume --out-dir runs/qam-cube-single-0
+
+The dataset is read from `--data-dir` (OGBench's file format) or generated there with the
+oracles shipped in the ogbench wheel. Every run directory gets `train.jsonl/csv`,
+`eval.jsonl/csv`, `checkpoint.eqx` and `summary.json` (configuration, final metrics, wall time,
+versions). Plot learning curves with `python experiments/plot.py RUN_DIR ...`.
+"""
+
+import dataclasses
+import json
+import sys
+import time
+from importlib.metadata import version
+from pathlib import Path
+from typing import Literal
+
+import jax
+import tyro
+from tqdm import tqdm
+
+from interpolant_rl import agents, data, train
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Command-line configuration of one run. Fields left unset take the preset's value."""
+
+    agent: str = "qam"
+    """Agent name: one of qam, qam_fql, qam_edit, bam, moma_ql, ofql, fql, fbrac, rebrac."""
+    env: str = "cube-single-play-singletask-task2-v0"
+    """OGBench singletask dataset name (the environment is derived from it)."""
+    preset: Literal["cpu", "paper"] = "cpu"
+    """'cpu': sizes for a 2-core machine (minutes); 'paper': the QAM protocol (1M + 500k steps, 4x512, K = 10)."""
+    seed: int = 0
+    """Seed of everything (dataset generation has its own: --data-seed)."""
+    out_dir: Path | None = None
+    """Run directory (default runs/{agent}-{env}-seed{seed})."""
+    resume: bool = False
+    """Continue the run in --out-dir from its checkpoint."""
+    data_dir: Path | None = None
+    """Where OGBench's .npz files are read or generated (default: the library's cache)."""
+    dataset_episodes: int | None = None
+    """Episodes generated when the dataset is missing (cpu: 200, paper: 1000)."""
+    data_seed: int = 0
+    """Seed of dataset generation."""
+    workers: int = 2
+    """Processes for dataset generation."""
+    offline_steps: int | None = None
+    """Offline gradient steps (cpu: 6000, paper: 1000000)."""
+    online_steps: int | None = None
+    """Online environment steps after the offline phase (cpu: 0, paper: 500000)."""
+    batch_size: int | None = None
+    """Batch size (256 in both presets)."""
+    chunk: int | None = None
+    """Action-chunk length h (5 in both presets, the protocol's value for manipulation)."""
+    width: int | None = None
+    """Hidden units per layer of every network (cpu: 256, paper: 512)."""
+    depth: int | None = None
+    """Hidden layers of every network (cpu: 2, paper: 4)."""
+    num_critics: int | None = None
+    """Critic ensemble size K (cpu: 2, paper: 10)."""
+    tau: float | None = None
+    """Inverse temperature of tilt-based agents (QAM family; default: the agent's)."""
+    discount: float = 0.99
+    """Discount gamma per environment step."""
+    sparse: bool = False
+    """Sparse rewards (any non-zero reward becomes -1; the protocol's option for scene and puzzle)."""
+    eval_interval: int | None = None
+    """Steps between evaluations (cpu: 2000, paper: 50000)."""
+    eval_episodes: int | None = None
+    """Episodes per evaluation (cpu: 10, paper: 50)."""
+    updates_per_call: int = 100
+    """Updates per jitted call in the offline phase."""
+
+
+PRESETS = {
+    "cpu": dict(
+        dataset_episodes=200,
+        offline_steps=6000,
+        online_steps=0,
+        batch_size=256,
+        chunk=5,
+        width=256,
+        depth=2,
+        num_critics=2,
+        eval_interval=2000,
+        eval_episodes=10,
+    ),
+    "paper": dict(
+        dataset_episodes=1000,
+        offline_steps=1_000_000,
+        online_steps=500_000,
+        batch_size=256,
+        chunk=5,
+        width=512,
+        depth=4,
+        num_critics=10,
+        eval_interval=50_000,
+        eval_episodes=50,
+    ),
+}
+
+
+def resolve(config: RunConfig) -> RunConfig:
+    """Fill unset fields from the preset, and check every value before any work starts."""
+    filled = {k: v for k, v in PRESETS[config.preset].items() if getattr(config, k) is None}
+    config = dataclasses.replace(config, **filled)
+    if config.agent not in agents.available_agents():
+        raise ValueError(
+            f"unknown agent {config.agent!r}; available: {', '.join(agents.available_agents())}"
+        )
+    for name in (
+        "width",
+        "depth",
+        "num_critics",
+        "chunk",
+        "batch_size",
+        "dataset_episodes",
+        "eval_episodes",
+        "eval_interval",
+        "workers",
+        "updates_per_call",
+    ):
+        if getattr(config, name) < 1:
+            raise ValueError(
+                f"--{name.replace('_', '-')} must be >= 1, got {getattr(config, name)}"
+            )
+    for name in ("offline_steps", "online_steps"):
+        if getattr(config, name) < 0:
+            raise ValueError(
+                f"--{name.replace('_', '-')} must be >= 0, got {getattr(config, name)}"
+            )
+    if config.tau is not None and config.tau < 0:
+        raise ValueError(f"--tau must be >= 0, got {config.tau}")
+    data.parse_singletask_name(config.env)  # unknown or malformed names fail here
+    if config.out_dir is None:
+        config = dataclasses.replace(
+            config, out_dir=Path("runs") / f"{config.agent}-{config.env}-seed{config.seed}"
+        )
+    if config.resume and not (config.out_dir / "checkpoint.eqx").exists():
+        raise ValueError(f"--resume: no checkpoint in {config.out_dir}")
+    return config
+
+
+def agent_config(config: RunConfig):
+    """The agent's paper defaults, resized, with the run's chunk length, discount and tau."""
+    agent = agents.resize(
+        agents.default_config(config.agent),
+        width=config.width,
+        depth=config.depth,
+        num_critics=config.num_critics,
+    )
+    agent = agents.override(agent, horizon=config.chunk, discount=config.discount)
+    if config.tau is not None:
+        agent = agents.override(agent, tau=config.tau)
+    return agent
+
+
+def main(config: RunConfig) -> int:
+    start = time.perf_counter()
+    try:
+        config = resolve(config)
+        agent_cfg = agent_config(config)
+    except ValueError as error:
+        print(f"run.py: error: {error}", file=sys.stderr)
+        return 2
+    with tqdm(unit="episode", desc="dataset", leave=False) as bar:
+        env, dataset, _ = data.load_ogbench(
+            config.env,
+            config.data_dir,
+            num_episodes=config.dataset_episodes,
+            seed=config.data_seed,
+            workers=config.workers,
+            sparse=config.sparse,
+            progress=bar.update,
+        )
+    action_dim = dataset.action_dim * config.chunk
+    agent = agents.make_agent(
+        config.agent, dataset.obs_dim, action_dim, jax.random.key(config.seed), agent_cfg
+    )
+    train_config = train.TrainConfig(
+        offline_steps=config.offline_steps,
+        online_steps=config.online_steps,
+        batch_size=config.batch_size,
+        horizon=config.chunk,
+        discount=config.discount,
+        updates_per_call=config.updates_per_call,
+        eval_interval=config.eval_interval,
+        eval_episodes=config.eval_episodes,
+        checkpoint_interval=config.eval_interval,
+        seed=config.seed,
+    )
+    header = dict(
+        run=json.loads(json.dumps(dataclasses.asdict(config), default=str)),
+        agent_config=repr(agent_cfg),
+    )
+    total = config.offline_steps + config.online_steps
+    latest = {}
+    with tqdm(total=total, unit="step", desc=f"{config.agent} {config.env}") as bar:
+        if config.resume:
+            bar.update(train.read_checkpoint_header(config.out_dir / "checkpoint.eqx")["step"])
+
+        def progress(steps, info):
+            bar.update(steps)
+            if "success" in info:
+                latest.update(success=info["success"], step=info["step"])
+                bar.set_postfix(eval_success=f"{info['success']:.2f}", at=info["step"])
+
+        try:
+            agent, evals = train.train(
+                agent,
+                dataset,
+                env,
+                train_config,
+                config.out_dir,
+                header=header,
+                resume=config.resume,
+                progress=progress,
+            )
+        except train.NonFiniteLossError as error:
+            print(
+                f"run.py: stopped: {error}; the last good checkpoint is kept in {config.out_dir}",
+                file=sys.stderr,
+            )
+            return 1
+        except KeyboardInterrupt:
+            print(
+                f"run.py: interrupted; checkpoint saved in {config.out_dir} "
+                "(continue with --resume)",
+                file=sys.stderr,
+            )
+            return 130
+    final = evals[-1] if evals else {}
+    summary = dict(
+        config=header["run"],
+        agent_config=header["agent_config"],
+        final=final,
+        evaluations=evals,
+        wall_time_s=time.perf_counter() - start,
+        versions={p: version(p) for p in ("interpolant_rl", "jax", "ogbench", "mujoco")},
+    )
+    (config.out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(
+        f"{config.agent} on {config.env}: success {final.get('success', float('nan')):.2f} "
+        f"after {total} steps ({summary['wall_time_s'] / 60:.1f} min); run in {config.out_dir}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(tyro.cli(RunConfig)))

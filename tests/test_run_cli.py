@@ -1,0 +1,41 @@
+"""experiments/run.py rejects impossible configurations before any work starts."""
+
+import dataclasses
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+
+ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("run", ROOT / "experiments" / "run.py")
+run = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(run)
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        (dict(agent="qamm"), "available: qam, qam_fql"),
+        (dict(offline_steps=-1), "--offline-steps must be >= 0"),
+        (dict(chunk=0), "--chunk must be >= 1"),
+        (dict(tau=-1.0), "--tau must be >= 0"),
+        (dict(env="cube-nine-play-singletask-v0"), "not a singletask OGBench dataset name"),
+        (dict(resume=True, out_dir=Path("/nonexistent/run")), "no checkpoint"),
+    ],
+)
+def test_bad_configurations_fail_fast(tmp_path, capsys, changes, message):
+    config = dataclasses.replace(run.RunConfig(data_dir=tmp_path), **changes)
+    assert run.main(config) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []  # nothing generated
+
+
+def test_presets_fill_unset_fields_and_agent_configs_follow():
+    config = run.resolve(run.RunConfig(preset="paper", agent="fql", width=64))
+    assert config.width == 64 and config.depth == 4 and config.offline_steps == 1_000_000
+    agent = run.agent_config(config)
+    assert agent.critic.horizon == 5 and agent.critic.num_critics == 10 and agent.actor.width == 64
+    qam = run.agent_config(run.resolve(run.RunConfig(tau=3.0)))
+    assert qam.tau == 3.0 and qam.critic.horizon == 5
