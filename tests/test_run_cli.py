@@ -39,3 +39,25 @@ def test_presets_fill_unset_fields_and_agent_configs_follow():
     assert agent.critic.horizon == 5 and agent.critic.num_critics == 10 and agent.actor.width == 64
     qam = run.agent_config(run.resolve(run.RunConfig(tau=3.0)))
     assert qam.tau == 3.0 and qam.critic.horizon == 5
+
+
+def test_plot_makes_a_png_with_seed_intervals(tmp_path):
+    import json
+
+    spec = importlib.util.spec_from_file_location("plot", ROOT / "experiments" / "plot.py")
+    plot = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(plot)
+    runs = []
+    for seed in range(3):
+        run_dir = tmp_path / f"qam-seed{seed}"
+        run_dir.mkdir()
+        (run_dir / "summary.json").write_text(
+            json.dumps({"config": {"agent": "qam", "env": "cube-single-play-singletask-task2-v0"}})
+        )
+        rows = [{"step": s, "success": s / 100 + 0.1 * seed} for s in (10, 20, 30)]
+        (run_dir / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        runs.append(str(run_dir))
+    out = tmp_path / "curves.png"
+    assert plot.main([*runs, "--out", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert plot.main([*runs, "--metric", "nope", "--out", str(out)]) == 2
