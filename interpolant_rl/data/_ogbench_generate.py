@@ -235,11 +235,19 @@ def _merge(episodes: list[dict]) -> dict[str, np.ndarray]:
     return {k: np.concatenate([e[k] for e in episodes]) for k in episodes[0]}
 
 
+def _default_mode() -> int:
+    # mkstemp creates 0600 files; datasets should get the usual permissions (0666 minus umask)
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def _save_npz(path: Path, arrays: dict) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npz")
     os.close(fd)
     try:
         np.savez_compressed(tmp, **arrays)
+        os.chmod(tmp, _default_mode())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -315,5 +323,6 @@ def generate_dataset(
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".meta.", suffix=".json")
     with os.fdopen(fd, "w") as file:
         json.dump(metadata, file, indent=2)
+    os.chmod(tmp, _default_mode())
     os.replace(tmp, paths["meta"])
     return paths
