@@ -56,6 +56,9 @@ def save_checkpoint(path: str | Path, state: PyTree, header: dict[str, Any]) -> 
             file.write(buffer.getvalue())
             file.flush()
             os.fsync(file.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 is not what users expect of their files
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
