@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 import optax
-from jaxtyping import Array, Float, PRNGKeyArray, PyTree
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, PyTree
 
 from .._interpolant import AbstractInterpolant, LinearInterpolant
 from .._process import ProbabilityFlowODE
@@ -318,11 +318,11 @@ class AbstractAgent(eqx.Module):
         return _scan_updates(self, batch, key)
 
     def act(
-        self, observations: Float[Array, "*batch obs_dim"], key: PRNGKeyArray
+        self, observations: Float[ArrayLike, "*batch obs_dim"], key: PRNGKeyArray
     ) -> Float[Array, "*batch action_dim"]:
         """Actions in $[-1, 1]$ for one observation `(obs_dim,)` or a batch `(n, obs_dim)`
-        (jitted)."""
-        return _act(self, observations, key)
+        (NumPy or JAX; jitted)."""
+        return _act(self, jnp.asarray(observations, dtype=jnp.float32), key)
 
 
 @eqx.filter_jit
