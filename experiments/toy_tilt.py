@@ -96,10 +96,9 @@ def load_problem(path_or_name: str) -> tuple[GaussianMixture, QuadraticCritic, f
 def toy_config(name: str, tau: float):
     config = agents.resize(agents.default_config(name), width=WIDTH, depth=DEPTH, num_critics=1)
     try:
-        config = agents.override(config, tau=tau)
-    except ValueError:
-        pass  # not a tilt objective: keep its own regularisation
-    return config
+        return agents.override(config, tau=tau)
+    except ValueError:  # not a tilt objective: it keeps its own regularisation
+        return config
 
 
 def _batches(data, key, num_updates):

@@ -18,6 +18,7 @@ from ._core import (
     AbstractCritic as AbstractCritic,
     adam as adam,
     Batch as Batch,
+    build_network as build_network,
     CriticConfig as CriticConfig,
     FixedCritic as FixedCritic,
     flow_actions as flow_actions,

@@ -103,6 +103,16 @@ class CriticConfig:
         NetworkConfig(self.width, self.depth)
 
 
+def build_network(
+    network: type, action_dim: int, obs_dim: int, config: NetworkConfig, key: PRNGKeyArray
+):
+    """`network(action_dim, obs_dim, width, depth, layer_norm=..., key=key)` for any of the
+    [`interpolant_rl.nn`][] fields and policies, sized by `config`."""
+    return network(
+        action_dim, obs_dim, config.width, config.depth, layer_norm=config.layer_norm, key=key
+    )
+
+
 def _check_learning(learning_rate, grad_clip):
     if not learning_rate > 0:
         raise ValueError(f"learning_rate must be > 0, got {learning_rate}")

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import jax.random as jr
 
 from ..nn import TanhGaussianPolicy
-from ._core import AbstractCritic, Batch, NetworkConfig, Trained
+from ._core import AbstractCritic, Batch, build_network, NetworkConfig, Trained
 
 
 class ActionEdit(eqx.Module):
@@ -31,14 +31,7 @@ class ActionEdit(eqx.Module):
     def create(cls, obs_dim, action_dim, net: NetworkConfig, optimiser, scale, key):
         if scale < 0:
             raise ValueError(f"edit scale must be >= 0, got {scale}")
-        policy = TanhGaussianPolicy(
-            action_dim,
-            obs_dim + action_dim,
-            net.width,
-            net.depth,
-            layer_norm=net.layer_norm,
-            key=key,
-        )
+        policy = build_network(TanhGaussianPolicy, action_dim, obs_dim + action_dim, net, key)
         return cls(Trained.create(policy, optimiser), float(scale))
 
     def edited(self, policy, observations, base_actions, key):

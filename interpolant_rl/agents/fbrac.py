@@ -23,6 +23,7 @@ from ._core import (
     AbstractAgent,
     AbstractCritic,
     adam,
+    build_network,
     check_positive,
     CriticConfig,
     flow_actions,
@@ -94,10 +95,7 @@ def create(
 ) -> FBRAC:
     """A fresh FBRAC agent."""
     flow_key, critic_key = jr.split(key)
-    net = config.actor
-    flow = VelocityField(
-        action_dim, obs_dim, net.width, net.depth, layer_norm=net.layer_norm, key=flow_key
-    )
+    flow = build_network(VelocityField, action_dim, obs_dim, config.actor, flow_key)
     return FBRAC(
         Trained.create(flow, adam(config.learning_rate, config.grad_clip)),
         LearnedCritic.create(obs_dim, action_dim, config.critic, critic_key),

@@ -29,6 +29,7 @@ from ._core import (
     AbstractCritic,
     adam,
     Batch,
+    build_network,
     check_positive,
     CriticConfig,
     flow_actions,
@@ -71,9 +72,7 @@ class OneStepDistilled(eqx.Module):
 
     @classmethod
     def create(cls, obs_dim, action_dim, net: NetworkConfig, optimiser, alpha, normalise_q, key):
-        policy = OneStepPolicy(
-            action_dim, obs_dim, net.width, net.depth, layer_norm=net.layer_norm, key=key
-        )
+        policy = build_network(OneStepPolicy, action_dim, obs_dim, net, key)
         return cls(Trained.create(policy, optimiser), action_dim, alpha, normalise_q)
 
     def step(self, critic: AbstractCritic, batch: Batch, teacher: Callable, key: PRNGKeyArray):
@@ -133,9 +132,7 @@ def create(
     flow_key, policy_key, critic_key = jr.split(key, 3)
     net = config.actor
     optimiser = adam(config.learning_rate, config.grad_clip)
-    behaviour = VelocityField(
-        action_dim, obs_dim, net.width, net.depth, layer_norm=net.layer_norm, key=flow_key
-    )
+    behaviour = build_network(VelocityField, action_dim, obs_dim, net, flow_key)
     return FQL(
         Trained.create(behaviour, optimiser),
         OneStepDistilled.create(

@@ -27,6 +27,7 @@ from ._core import (
     AbstractAgent,
     AbstractCritic,
     adam,
+    build_network,
     check_positive,
     CriticConfig,
     LearnedCritic,
@@ -104,10 +105,7 @@ def create(
 ) -> OFQL:
     """A fresh OFQL agent."""
     field_key, critic_key = jr.split(key)
-    net = config.actor
-    field = TwoTimeField(
-        action_dim, obs_dim, net.width, net.depth, layer_norm=net.layer_norm, key=field_key
-    )
+    field = build_network(TwoTimeField, action_dim, obs_dim, config.actor, field_key)
     return OFQL(
         Trained.create(field, adam(config.learning_rate, config.grad_clip)),
         field,

@@ -39,6 +39,7 @@ from ._core import (
     AbstractCritic,
     adam,
     Batch,
+    build_network,
     check_positive,
     CriticConfig,
     flow_actions,
@@ -99,12 +100,9 @@ class AdjointMatchedFlow(eqx.Module):
     @classmethod
     def create(cls, obs_dim: int, action_dim: int, config: QAMConfig, key: PRNGKeyArray):
         behaviour_key, fine_key = jr.split(key)
-        net = config.actor
 
         def field(k):
-            return VelocityField(
-                action_dim, obs_dim, net.width, net.depth, layer_norm=net.layer_norm, key=k
-            )
+            return build_network(VelocityField, action_dim, obs_dim, config.actor, k)
 
         behaviour = field(behaviour_key)
         optimiser = adam(config.learning_rate, config.grad_clip)
