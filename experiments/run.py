@@ -32,7 +32,7 @@ class RunConfig:
 
     agent: str = "qam"
     """Agent name: one of qam, qam_fql, qam_edit, bam, moma_ql, ofql, fql, fbrac, rebrac."""
-    env: str = "cube-single-play-singletask-task2-v0"
+    env: str = "cube-single-play-singletask-task1-v0"
     """OGBench singletask dataset name (the environment is derived from it)."""
     preset: Literal["cpu", "paper"] = "cpu"
     """'cpu': sizes for a 2-core machine (minutes); 'paper': the QAM protocol (1M + 500k steps, 4x512, K = 10)."""
@@ -45,13 +45,13 @@ class RunConfig:
     data_dir: Path | None = None
     """Where OGBench's .npz files are read or generated (default: the library's cache)."""
     dataset_episodes: int | None = None
-    """Episodes generated when the dataset is missing (cpu: 200, paper: 1000)."""
+    """Episodes generated when the dataset is missing (cpu: 100, paper: 1000)."""
     data_seed: int = 0
     """Seed of dataset generation."""
     workers: int = 2
     """Processes for dataset generation."""
     offline_steps: int | None = None
-    """Offline gradient steps (cpu: 6000, paper: 1000000)."""
+    """Offline gradient steps (cpu: 20000, paper: 1000000)."""
     online_steps: int | None = None
     """Online environment steps after the offline phase (cpu: 0, paper: 500000)."""
     batch_size: int | None = None
@@ -71,7 +71,7 @@ class RunConfig:
     sparse: bool = False
     """Sparse rewards (any non-zero reward becomes -1; the protocol's option for scene and puzzle)."""
     eval_interval: int | None = None
-    """Steps between evaluations (cpu: 2000, paper: 50000)."""
+    """Steps between evaluations (cpu: 5000, paper: 50000)."""
     eval_episodes: int | None = None
     """Episodes per evaluation (cpu: 10, paper: 50)."""
     updates_per_call: int = 100
@@ -80,15 +80,15 @@ class RunConfig:
 
 PRESETS = {
     "cpu": dict(
-        dataset_episodes=200,
-        offline_steps=6000,
+        dataset_episodes=100,
+        offline_steps=20_000,
         online_steps=0,
         batch_size=256,
         chunk=5,
         width=256,
         depth=2,
         num_critics=2,
-        eval_interval=2000,
+        eval_interval=5000,
         eval_episodes=10,
     ),
     "paper": dict(
