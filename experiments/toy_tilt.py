@@ -24,9 +24,7 @@ the problem's tau; the others keep their paper defaults (their regularisation is
 import argparse
 import json
 import math
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -38,6 +36,7 @@ import numpy as np
 
 import interpolant_rl as ir
 from interpolant_rl import agents
+from interpolant_rl._files import atomic_write
 from interpolant_rl.agents import Batch, FixedCritic
 from interpolant_rl.nn import VelocityField
 from interpolant_rl.testing import GaussianMixture, QuadraticCritic, sliced_wasserstein
@@ -211,18 +210,6 @@ def run(agent_name: str, problem: str, seed: int, steps: int) -> tuple[dict, np.
     return result, policy_samples
 
 
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -245,9 +232,9 @@ def main(argv=None) -> int:
     except (ValueError, FloatingPointError) as error:
         print(f"toy_tilt.py: error: {error}", file=sys.stderr)
         return 2
-    _atomic_write(args.out, lambda tmp: Path(tmp).write_text(json.dumps(result, indent=2) + "\n"))
+    atomic_write(args.out, lambda file: file.write((json.dumps(result, indent=2) + "\n").encode()))
     if args.samples_out is not None:
-        _atomic_write(args.samples_out, lambda tmp: np.save(open(tmp, "wb"), samples))
+        atomic_write(args.samples_out, lambda file: np.save(file, samples))
     print(
         f"{args.agent} on {Path(result['problem']).stem}: sliced W2 {result['sliced_wasserstein']:.4f} "
         f"(behaviour flow {result['base_sliced_wasserstein']:.4f}, BC fit {result['bc_sliced_wasserstein']:.4f}), "

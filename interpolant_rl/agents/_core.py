@@ -26,6 +26,7 @@ from .._process import ProbabilityFlowODE
 from .._sampling import sample
 from ..nn import CriticEnsemble, ema_update, td_target
 from ..objectives import flow_matching_loss
+from ..objectives._actor_critic import _weighted_mean
 
 
 Metrics = dict[str, Float[Array, ""]]
@@ -52,10 +53,6 @@ class Batch(eqx.Module):
     masks: Float[Array, "*lead batch"]
     next_observations: Float[Array, "*lead batch obs_dim"]
     valid: Float[Array, "*lead batch"]
-
-
-def _weighted_mean(values, weights):
-    return jnp.sum(weights * values) / jnp.maximum(jnp.sum(weights), 1.0)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -22,12 +22,13 @@ import json
 import multiprocessing
 import os
 import re
-import tempfile
 from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
+
+from .._files import atomic_write
 
 
 EPISODE_LENGTH = 1001
@@ -235,23 +236,8 @@ def _merge(episodes: list[dict]) -> dict[str, np.ndarray]:
     return {k: np.concatenate([e[k] for e in episodes]) for k in episodes[0]}
 
 
-def _default_mode() -> int:
-    # mkstemp creates 0600 files; datasets should get the usual permissions (0666 minus umask)
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
 def _save_npz(path: Path, arrays: dict) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npz")
-    os.close(fd)
-    try:
-        np.savez_compressed(tmp, **arrays)
-        os.chmod(tmp, _default_mode())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    atomic_write(path, lambda file: np.savez_compressed(file, **arrays))
 
 
 def generate_dataset(
@@ -320,9 +306,5 @@ def generate_dataset(
                     progress(len(result))
     _save_npz(paths["train"], _merge(episodes[: spec.num_episodes]))
     _save_npz(paths["val"], _merge(episodes[spec.num_episodes :]))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".meta.", suffix=".json")
-    with os.fdopen(fd, "w") as file:
-        json.dump(metadata, file, indent=2)
-    os.chmod(tmp, _default_mode())
-    os.replace(tmp, paths["meta"])
+    atomic_write(paths["meta"], lambda file: file.write(json.dumps(metadata, indent=2).encode()))
     return paths

@@ -9,14 +9,14 @@ of each.
 
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import equinox as eqx
 import jax
 from jaxtyping import PyTree
+
+from .._files import atomic_write
 
 
 FORMAT = "interpolant_rl-checkpoint"
@@ -43,26 +43,16 @@ def _is_key(x) -> bool:
 def save_checkpoint(path: str | Path, state: PyTree, header: dict[str, Any]) -> None:
     """Write `state` (any PyTree of arrays and static data, e.g. `(agent, key, buffer)`) with a
     JSON-serialisable `header` (configuration, step, ...) atomically to `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     full_header = dict(format=FORMAT, format_version=FORMAT_VERSION, library=_library_version())
     full_header.update(header)
     buffer = io.BytesIO()
     eqx.tree_serialise_leaves(buffer, _key_data(state))
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(json.dumps(full_header, sort_keys=True).encode() + b"\n")
-            file.write(buffer.getvalue())
-            file.flush()
-            os.fsync(file.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 is not what users expect of their files
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+
+    def write(file):
+        file.write(json.dumps(full_header, sort_keys=True).encode() + b"\n")
+        file.write(buffer.getvalue())
+
+    atomic_write(path, write)
 
 
 def read_checkpoint_header(path: str | Path) -> dict[str, Any]:
