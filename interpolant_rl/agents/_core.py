@@ -104,7 +104,7 @@ def build_network(
     network: type, action_dim: int, obs_dim: int, config: NetworkConfig, key: PRNGKeyArray
 ):
     """`network(action_dim, obs_dim, width, depth, layer_norm=..., key=key)` for any of the
-    [`interpolant_rl.nn`][] fields and policies, sized by `config`."""
+    `interpolant_rl.nn` fields and policies, sized by `config`."""
     return network(
         action_dim, obs_dim, config.width, config.depth, layer_norm=config.layer_norm, key=key
     )
