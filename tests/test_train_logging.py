@@ -1,0 +1,94 @@
+"""MetricsLogger: CSV/JSONL rows, resume truncation, and the optional TensorBoard output."""
+
+import json
+import struct
+
+import pytest
+
+from interpolant_rl.train import MetricsLogger
+
+
+def read_scalars(run_dir):
+    """`[(tag, step, value)]` from every event file, in file order, parsed from the TFRecord
+    framing (length, crc, payload, crc) without TensorBoard itself. A purge marker (a session
+    log START event with a step) is returned as `("<purge>", step, None)`."""
+    from tensorboardX.proto.event_pb2 import Event, SessionLog
+
+    out = []
+    for path in sorted((run_dir / "tensorboard").glob("events.out.tfevents.*")):
+        data = path.read_bytes()
+        offset = 0
+        while offset < len(data):
+            (length,) = struct.unpack("<Q", data[offset : offset + 8])
+            payload = data[offset + 12 : offset + 12 + length]
+            offset += 12 + length + 4
+            event = Event.FromString(payload)
+            if event.HasField("session_log") and event.session_log.status == SessionLog.START:
+                out.append(("<purge>", event.step, None))
+            for value in event.summary.value:
+                out.append((value.tag, event.step, value.simple_value))
+    return out
+
+
+def test_tensorboard_scalars_match_the_jsonl_rows(tmp_path):
+    logger = MetricsLogger(tmp_path, tensorboard=True)
+    logger.log("train", dict(step=10, critic_loss=1.5, online=1))
+    logger.log("eval", dict(step=10, success=0.25, episodes=4))
+    logger.close()
+    scalars = read_scalars(tmp_path)
+    assert ("train/critic_loss", 10, 1.5) in scalars
+    assert ("train/online", 10, 1.0) in scalars
+    assert ("eval/success", 10, 0.25) in scalars
+    assert not any(tag == "train/step" for tag, _, _ in scalars)
+    rows = [json.loads(line) for line in (tmp_path / "train.jsonl").read_text().splitlines()]
+    assert rows == [dict(step=10, critic_loss=1.5, online=1)]
+
+
+def test_resume_purges_later_events_and_does_not_duplicate_kept_rows(tmp_path):
+    logger = MetricsLogger(tmp_path, tensorboard=True)
+    for step in (1, 2, 3):
+        logger.log("train", dict(step=step, loss=float(step)))
+    logger.close()
+    resumed = MetricsLogger(tmp_path, resume_step=2, tensorboard=True)
+    resumed.log("train", dict(step=3, loss=30.0))
+    resumed.close()
+    scalars = read_scalars(tmp_path)
+    # the first run's three rows, then the purge marker at the checkpoint step, then the new row
+    assert scalars.count(("<purge>", 2, None)) == 1
+    purge = scalars.index(("<purge>", 2, None))
+    assert [s for s in scalars[:purge] if s[0] == "train/loss"] == [
+        ("train/loss", k, float(k)) for k in (1, 2, 3)
+    ]
+    assert [s for s in scalars[purge:] if s[0] == "train/loss"] == [("train/loss", 3, 30.0)]
+    assert [json.loads(line)["loss"] for line in (tmp_path / "train.jsonl").open()] == [
+        1.0,
+        2.0,
+        30.0,
+    ]
+
+
+def test_fresh_run_removes_old_event_files(tmp_path):
+    logger = MetricsLogger(tmp_path, tensorboard=True)
+    logger.log("train", dict(step=1, loss=1.0))
+    logger.close()
+    logger = MetricsLogger(tmp_path, tensorboard=True)
+    logger.log("train", dict(step=1, loss=2.0))
+    logger.close()
+    assert [s for s in read_scalars(tmp_path) if s[0] == "train/loss"] == [("train/loss", 1, 2.0)]
+
+
+def test_missing_tensorboardx_fails_before_touching_files(tmp_path, monkeypatch):
+    import builtins
+
+    (tmp_path / "train.jsonl").write_text('{"step": 1, "loss": 1.0}\n')
+    real_import = builtins.__import__
+
+    def no_tensorboardx(name, *args, **kwargs):
+        if name == "tensorboardX":
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_tensorboardx)
+    with pytest.raises(ImportError, match=r"interpolant_rl\[tensorboard\]"):
+        MetricsLogger(tmp_path, tensorboard=True)
+    assert (tmp_path / "train.jsonl").read_text() == '{"step": 1, "loss": 1.0}\n'
