@@ -1,6 +1,12 @@
-"""Data: transition tables, action chunks and replay buffers (sampled inside `jit`), and OGBench
-datasets loaded from local files or generated with the oracles shipped in the `ogbench` wheel."""
+"""Data: transition tables, action chunks and replay buffers (sampled inside `jit`), OGBench
+datasets loaded from local files or generated with the oracles shipped in the `ogbench` wheel, and
+Minari / D4RL-format datasets loaded from local paths."""
 
+from ._minari import (
+    load_d4rl as load_d4rl,
+    load_minari as load_minari,
+    minari_environment as minari_environment,
+)
 from ._ogbench_generate import (
     default_cache_dir as default_cache_dir,
     generate_dataset as generate_dataset,
