@@ -1,0 +1,81 @@
+r"""A noise-prediction diffusion policy on the VP schedule, sampled by DDPM (QSM, DAC)."""
+
+import dataclasses
+from collections.abc import Callable
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import optax
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from .._interpolant import VariancePreservingInterpolant
+from ..nn import VelocityField
+from ..objectives import ddpm_sample, NoisePrediction
+from ._core import AbstractCritic, build_network, Metrics, NetworkConfig, Trained
+
+
+class DiffusionPolicy(eqx.Module):
+    r"""The policy half of QSM and DAC: a noise-prediction network
+    $\hat\varepsilon_\theta(t, x \mid s)$ (a [`VelocityField`][interpolant_rl.nn.VelocityField]
+    architecture, `MLP(concat[s, x, t])`, trained as an $\varepsilon$-predictor) on the
+    [`VariancePreservingInterpolant`][interpolant_rl.VariancePreservingInterpolant], acting
+    with the `num_steps`-step DDPM ancestral sampler
+    ([`ddpm_sample`][interpolant_rl.objectives.ddpm_sample]) with the denoised action clipped to
+    $[-1, 1]$ at every step.
+
+    **Fields:** `network` (a `Trained` noise field), `interpolant`, `action_dim`, `num_steps`
+    (static).
+    """
+
+    network: Trained
+    interpolant: VariancePreservingInterpolant
+    action_dim: int = eqx.field(static=True)
+    num_steps: int = eqx.field(static=True)
+
+    @classmethod
+    def create(
+        cls,
+        obs_dim: int,
+        action_dim: int,
+        net: NetworkConfig,
+        optimiser: optax.GradientTransformation,
+        interpolant: VariancePreservingInterpolant,
+        num_steps: int,
+        key: PRNGKeyArray,
+    ) -> "DiffusionPolicy":
+        """A randomly initialised noise field of size `net`."""
+        network = build_network(VelocityField, action_dim, obs_dim, net, key)
+        return cls(Trained.create(network, optimiser), interpolant, action_dim, num_steps)
+
+    def minimise(self, loss_fn: Callable) -> tuple["DiffusionPolicy", Metrics]:
+        """One optimiser step of the noise field on `loss_fn(field) -> (loss, metrics)`."""
+        network, metrics = self.network.minimise(loss_fn)
+        return dataclasses.replace(self, network=network), metrics
+
+    def sample(
+        self, observations: Float[Array, "batch obs_dim"], key: PRNGKeyArray
+    ) -> Float[Array, "batch action_dim"]:
+        """DDPM samples for a batch of states, in $[-1, 1]$."""
+        noise_key, step_key = jr.split(key)
+        noise = jr.normal(noise_key, (observations.shape[0], self.action_dim))
+        denoiser = NoisePrediction(self.interpolant, self.network.model).denoiser
+
+        def one(z, k, c):
+            return ddpm_sample(self.interpolant, denoiser, z, k, c, num_steps=self.num_steps)
+
+        keys = jr.split(step_key, observations.shape[0])
+        return jnp.clip(jax.vmap(one)(noise, keys, observations), -1.0, 1.0)
+
+
+def noisy_action_gradient(critic: AbstractCritic) -> Callable:
+    r"""$\nabla_a \bar Q^-(s, a)$ of the target ensemble mean at the action as given, for one
+    state and action. Unlike `AbstractCritic.target_mean_gradient` it does not clip $a$ to the
+    box: QSM and DAC evaluate it at noisy actions, which leave the box and where a clipped
+    critic would have zero gradient."""
+
+    def gradient(cond, action):
+        return jax.grad(lambda a: jnp.mean(critic.target_values(cond, a)))(action)
+
+    return gradient
