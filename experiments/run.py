@@ -2,6 +2,7 @@
 
     python experiments/run.py                      # the CPU demo: small dataset, QAM, a few minutes
     python experiments/run.py --agent fql --seed 3
+    python experiments/run.py --agent rlpd         # online only: 1000 random steps, then 19k
     python experiments/run.py --preset paper       # the QAM paper's configuration (needs a GPU)
     python experiments/run.py --resume --out-dir runs/qam-cube-single-0
 
@@ -31,7 +32,7 @@ class RunConfig:
     """Command-line configuration of one run. Fields left unset take the preset's value."""
 
     agent: str = "qam"
-    """Agent name: one of qam, qam_fql, qam_edit, bam, moma_ql, ofql, fql, fbrac, rebrac."""
+    """Agent name: one of qam, qam_fql, qam_edit, bam, moma_ql, ofql, fql, fbrac, rebrac, dsrl, fedit, rlpd."""
     env: str = "cube-single-play-singletask-task1-v0"
     """OGBench singletask dataset name (the environment is derived from it)."""
     preset: Literal["cpu", "paper"] = "cpu"
@@ -51,9 +52,11 @@ class RunConfig:
     workers: int = 2
     """Processes for dataset generation."""
     offline_steps: int | None = None
-    """Offline gradient steps (cpu: 20000, paper: 1000000)."""
+    """Offline gradient steps (cpu: 20000, paper: 1000000; rlpd: 0, it is online only)."""
     online_steps: int | None = None
-    """Online environment steps after the offline phase (cpu: 0, paper: 500000)."""
+    """Online environment steps after the offline phase (cpu: 0, paper: 500000; rlpd on cpu: 20000)."""
+    random_action_steps: int | None = None
+    """First online steps taken uniformly at random, before any online update (rlpd: paper 5000, cpu 1000; others 0)."""
     batch_size: int | None = None
     """Batch size (256 in both presets)."""
     chunk: int | None = None
@@ -83,6 +86,7 @@ PRESETS = {
         dataset_episodes=100,
         offline_steps=20_000,
         online_steps=0,
+        random_action_steps=0,
         batch_size=256,
         chunk=5,
         width=256,
@@ -95,6 +99,7 @@ PRESETS = {
         dataset_episodes=1000,
         offline_steps=1_000_000,
         online_steps=500_000,
+        random_action_steps=0,
         batch_size=256,
         chunk=5,
         width=512,
@@ -106,9 +111,26 @@ PRESETS = {
 }
 
 
+# Agents whose schedule differs from the presets'. RLPD is online only (the protocol: no offline
+# phase, 5000 random-action steps before training, 50/50 offline/online batches); on CPU it gets
+# the offline phase's budget of 20k steps as online steps, of which the first 1000 (5 %: five
+# 200-step cube-single episodes) are random; the paper's 1 % would be a single episode.
+AGENT_PRESETS = {
+    "rlpd": {
+        "cpu": dict(offline_steps=0, online_steps=20_000, random_action_steps=1000),
+        "paper": dict(offline_steps=0, random_action_steps=5000),
+    },
+}
+
+
 def resolve(config: RunConfig) -> RunConfig:
-    """Fill unset fields from the preset, and check every value before any work starts."""
-    filled = {k: v for k, v in PRESETS[config.preset].items() if getattr(config, k) is None}
+    """Fill unset fields from the agent's preset, then the preset, and check every value before
+    any work starts."""
+    preset = {
+        **PRESETS[config.preset],
+        **AGENT_PRESETS.get(config.agent, {}).get(config.preset, {}),
+    }
+    filled = {k: v for k, v in preset.items() if getattr(config, k) is None}
     config = dataclasses.replace(config, **filled)
     if config.agent not in agents.available_agents():
         raise ValueError(
@@ -130,7 +152,7 @@ def resolve(config: RunConfig) -> RunConfig:
             raise ValueError(
                 f"--{name.replace('_', '-')} must be >= 1, got {getattr(config, name)}"
             )
-    for name in ("offline_steps", "online_steps"):
+    for name in ("offline_steps", "online_steps", "random_action_steps"):
         if getattr(config, name) < 0:
             raise ValueError(
                 f"--{name.replace('_', '-')} must be >= 0, got {getattr(config, name)}"
@@ -186,6 +208,7 @@ def main(config: RunConfig) -> int:
     train_config = train.TrainConfig(
         offline_steps=config.offline_steps,
         online_steps=config.online_steps,
+        random_action_steps=config.random_action_steps,
         batch_size=config.batch_size,
         horizon=config.chunk,
         discount=config.discount,

@@ -24,6 +24,7 @@ from ._interpolant import (
     AbstractInterpolant as AbstractInterpolant,
     LinearInterpolant as LinearInterpolant,
     TrigonometricInterpolant as TrigonometricInterpolant,
+    VariancePreservingInterpolant as VariancePreservingInterpolant,
 )
 from ._kernels import (
     AbstractKernel as AbstractKernel,

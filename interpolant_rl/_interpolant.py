@@ -80,6 +80,14 @@ class AbstractInterpolant(eqx.Module):
         alpha = self.alpha(t)
         return (self.alpha_dot(t) * x - self.beta(t) * self.wronskian(t) * score) / alpha
 
+    def denoiser_from_noise(self, x: Vector, x0_hat: Vector, t: ScalarLike) -> Vector:
+        r"""Denoiser from a noise prediction (an $\varepsilon$-prediction network, whose
+        $\hat\varepsilon$ is $\hat x_0$ here): $\hat x_1 = (x - \beta\hat x_0)/\alpha$.
+
+        Singular where $\alpha = 0$ ($t = 0$ for the linear and trigonometric interpolants; never
+        for [`interpolant_rl.VariancePreservingInterpolant`][])."""
+        return (x - self.beta(t) * x0_hat) / self.alpha(t)
+
     def velocity_from_denoiser(self, x: Vector, x1_hat: Vector, t: ScalarLike) -> Vector:
         r"""Velocity from the denoiser: $v = \dot\alpha\hat x_1 + \dot\beta\hat x_0$ with
         $\hat x_0 = (x - \alpha\hat x_1)/\beta$. Singular at $t = 1$."""
@@ -133,3 +141,66 @@ class TrigonometricInterpolant(AbstractInterpolant):
 
     def beta_dot(self, t: ScalarLike) -> Scalar:
         return -0.5 * jnp.pi * jnp.sin(0.5 * jnp.pi * jnp.asarray(t, dtype=float))
+
+
+class VariancePreservingInterpolant(AbstractInterpolant):
+    r"""The variance-preserving schedule of DDPM / the VP-SDE, in this library's time direction
+    ($t = 1$ data, $t = 0$ noise; the diffusion time is $r = 1 - t$).
+
+    With the linear noise rate $b(r) = b_{\min} + r\,(b_{\max} - b_{\min})$ and its integral
+    $B(r) = \int_0^r b = b_{\min} r + \tfrac12 (b_{\max} - b_{\min}) r^2$,
+
+    $$\alpha(t) = \exp\big(-\tfrac12 B(1 - t)\big),\qquad \beta(t) = \sqrt{1 - \alpha(t)^2},$$
+
+    $$\dot\alpha = \tfrac12\,b(1 - t)\,\alpha,\qquad
+      \dot\beta = -\frac{\alpha\dot\alpha}{\beta},\qquad
+      \Delta = \alpha\dot\beta - \beta\dot\alpha = -\frac{\dot\alpha}{\beta}.$$
+
+    On the uniform grid $t_k = 1 - k/T$ this is exactly the discrete DDPM "VP" schedule of $T$
+    steps: $\bar\alpha_k = \prod_{i \le k}(1 - \beta_i) = e^{-B(k/T)} = \alpha(t_k)^2$.
+
+    **The noise end is only approximately noise.** $\alpha(0) = e^{-(b_{\min} + b_{\max})/4}$
+    ($\approx 0.080$ for the defaults) is not $0$, so the marginal at $t = 0$ is
+    $\alpha(0)\,x_1 + \beta(0)\,x_0$, only approximately $\mathcal N(0, I)$; samplers start from
+    $\mathcal N(0, I)$ all the same, as DDPM does. In exchange, the conversions that divide by
+    $\alpha$ (denoiser from noise, velocity from score) are finite at $t = 0$.
+
+    **The data end is singular.** $\beta(1) = 0$ with $\beta \approx \sqrt{b_{\min}(1 - t)}$ near
+    $t = 1$, so $\dot\beta$ and $\Delta$ are infinite at $t = 1$ and the conversions through
+    $\Delta$ are undefined exactly there (Euler steps and the DDPM sampler never evaluate at
+    $t = 1$).
+
+    **Fields:** `beta_min` $b_{\min} > 0$ (default `0.1`), `beta_max` $b_{\max} > 0$ (default
+    `10.0`), the rate at the data and noise ends.
+    """
+
+    beta_min: float = 0.1
+    beta_max: float = 10.0
+
+    def __check_init__(self):
+        if not (self.beta_min > 0 and self.beta_max > 0):
+            raise ValueError(
+                "VariancePreservingInterpolant needs beta_min > 0 and beta_max > 0, got "
+                f"{self.beta_min} and {self.beta_max}"
+            )
+
+    def _integrated_rate(self, t: ScalarLike) -> Scalar:
+        r = 1.0 - jnp.asarray(t, dtype=float)
+        return self.beta_min * r + 0.5 * (self.beta_max - self.beta_min) * r**2
+
+    def _rate(self, t: ScalarLike) -> Scalar:
+        r = 1.0 - jnp.asarray(t, dtype=float)
+        return self.beta_min + r * (self.beta_max - self.beta_min)
+
+    def alpha(self, t: ScalarLike) -> Scalar:
+        return jnp.exp(-0.5 * self._integrated_rate(t))
+
+    def beta(self, t: ScalarLike) -> Scalar:
+        # 1 - alpha^2 = -expm1(-B), accurate near the data end where B -> 0
+        return jnp.sqrt(-jnp.expm1(-self._integrated_rate(t)))
+
+    def alpha_dot(self, t: ScalarLike) -> Scalar:
+        return 0.5 * self._rate(t) * self.alpha(t)
+
+    def beta_dot(self, t: ScalarLike) -> Scalar:
+        return -self.alpha(t) * self.alpha_dot(t) / self.beta(t)

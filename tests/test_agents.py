@@ -17,12 +17,26 @@ OBS_DIM, ACTION_DIM, BATCH, UPDATES = 3, 2, 8, 2
 
 def tiny_config(name):
     config = agents.resize(agents.default_config(name), width=16, depth=1, num_critics=2)
-    if name in ("qam", "qam_fql", "qam_edit", "bam", "fql", "fbrac"):
+    if name in (
+        "qam",
+        "qam_fql",
+        "qam_edit",
+        "bam",
+        "fql",
+        "fbrac",
+        "dsrl",
+        "fedit",
+        "ifql",
+        "fawac",
+        "cgql",
+    ):
         # fewer flow steps keep the compile small; the algorithms are unchanged
         if hasattr(config, "qam"):
             config = dataclasses.replace(config, qam=dataclasses.replace(config.qam, flow_steps=3))
         else:
             config = dataclasses.replace(config, flow_steps=3)
+    if name in ("qsm", "dac"):
+        config = dataclasses.replace(config, diffusion_steps=3)
     if name == "qam_edit":
         config = dataclasses.replace(config, edit_scale=0.1)
     if name == "qam_fql":

@@ -4,14 +4,22 @@ from the shared objectives. Build one by name with
 
 from . import (
     bam as bam,
+    cgql as cgql,
+    dac as dac,
+    dsrl as dsrl,
+    fawac as fawac,
     fbrac as fbrac,
+    fedit as fedit,
     fql as fql,
+    ifql as ifql,
     moma_ql as moma_ql,
     ofql as ofql,
     qam as qam,
     qam_edit as qam_edit,
     qam_fql as qam_fql,
+    qsm as qsm,
     rebrac as rebrac,
+    rlpd as rlpd,
 )
 from ._core import (
     AbstractAgent as AbstractAgent,
@@ -27,6 +35,7 @@ from ._core import (
     NetworkConfig as NetworkConfig,
     Trained as Trained,
 )
+from ._diffusion import DiffusionPolicy as DiffusionPolicy
 from ._edit import ActionEdit as ActionEdit
 from ._registry import (
     AGENTS as AGENTS,
@@ -37,3 +46,4 @@ from ._registry import (
     override as override,
     resize as resize,
 )
+from .ifql import ExpectileCritic as ExpectileCritic

@@ -6,7 +6,25 @@ from typing import Any, NamedTuple
 
 from jaxtyping import PRNGKeyArray
 
-from . import bam, fbrac, fql, moma_ql, ofql, qam, qam_edit, qam_fql, rebrac
+from . import (
+    bam,
+    cgql,
+    dac,
+    dsrl,
+    fawac,
+    fbrac,
+    fedit,
+    fql,
+    ifql,
+    moma_ql,
+    ofql,
+    qam,
+    qam_edit,
+    qam_fql,
+    qsm,
+    rebrac,
+    rlpd,
+)
 from ._core import AbstractAgent, CriticConfig, NetworkConfig
 
 
@@ -28,6 +46,14 @@ AGENTS: dict[str, AgentSpec] = {
     "fql": AgentSpec(fql.FQLConfig, fql.create),
     "fbrac": AgentSpec(fbrac.FBRACConfig, fbrac.create),
     "rebrac": AgentSpec(rebrac.ReBRACConfig, rebrac.create),
+    "ifql": AgentSpec(ifql.IFQLConfig, ifql.create),
+    "fawac": AgentSpec(fawac.FAWACConfig, fawac.create),
+    "cgql": AgentSpec(cgql.CGQLConfig, cgql.create),
+    "dsrl": AgentSpec(dsrl.DSRLConfig, dsrl.create),
+    "fedit": AgentSpec(fedit.FEditConfig, fedit.create),
+    "rlpd": AgentSpec(rlpd.RLPDConfig, rlpd.create),
+    "qsm": AgentSpec(qsm.QSMConfig, qsm.create),
+    "dac": AgentSpec(dac.DACConfig, dac.create),
 }
 """Every registered algorithm: name -> [`AgentSpec`][interpolant_rl.agents.AgentSpec]."""
 

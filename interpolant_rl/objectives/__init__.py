@@ -19,7 +19,24 @@ from ._adjoint_matching import (
     MemorylessAdjointMatching as MemorylessAdjointMatching,
     QAMReferenceAdjointMatching as QAMReferenceAdjointMatching,
 )
+from ._diffusion import (
+    ddpm_posterior as ddpm_posterior,
+    ddpm_sample as ddpm_sample,
+    ddpm_step as ddpm_step,
+    denoising_loss as denoising_loss,
+    jump_renoise_step as jump_renoise_step,
+    NoiseField as NoiseField,
+    NoisePrediction as NoisePrediction,
+    q_score_matching_loss as q_score_matching_loss,
+    soft_q_guidance_loss as soft_q_guidance_loss,
+)
 from ._flow_matching import flow_matching_loss as flow_matching_loss
+from ._guidance import (
+    GuidedVelocity as GuidedVelocity,
+    linex_loss as linex_loss,
+    NoiseConditionedCritic as NoiseConditionedCritic,
+    noisy_critic_loss as noisy_critic_loss,
+)
 from ._meanflow import (
     AbstractTimeSampler as AbstractTimeSampler,
     AverageVelocityField as AverageVelocityField,
@@ -40,3 +57,13 @@ from ._moment_matching import (
     UniformJumpTimes as UniformJumpTimes,
 )
 from ._q_term import normalised_q_loss as normalised_q_loss
+from ._sac import (
+    sac_actor_loss as sac_actor_loss,
+    soft_td_rewards as soft_td_rewards,
+    Temperature as Temperature,
+    temperature_loss as temperature_loss,
+)
+from ._value import (
+    advantage_weights as advantage_weights,
+    expectile_loss as expectile_loss,
+)

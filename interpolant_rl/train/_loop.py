@@ -8,14 +8,16 @@ The loop, for a [`TrainConfig`][interpolant_rl.train.TrainConfig]:
 2. **Online:** `online_steps` environment steps. The agent acts once per chunk and the chunk runs
    open-loop; every step goes to a replay buffer; after each chunk, `utd × horizon` updates on
    batches that mix offline and online chunks (`online_fraction` of each batch from the buffer).
+   The first `random_action_steps` online steps (RLPD: 5000) take actions drawn uniformly from
+   $[-1, 1]^d$ instead of the agent's, and make no updates: training starts after them.
 3. **Evaluation** every `eval_interval` steps (offline updates and online environment steps count
    alike) and at the end: `eval_episodes` episodes, success = the last step's `info["success"]`.
 
 Determinism: every random draw derives from `seed` (the update keys from the step number,
-evaluation and online episodes from their index), so the same seed gives the same metrics on CPU,
-and a run resumed from a checkpoint continues exactly as if uninterrupted. Checkpoints are saved
-every `checkpoint_interval` steps (online: at the first episode end after that), at the end, and
-on Ctrl-C; a non-finite loss stops the run with [`NonFiniteLossError`][interpolant_rl.train.NonFiniteLossError],
+evaluation and online episodes, random actions included, from their index), so the same seed
+gives the same metrics on CPU, and a run resumed from a checkpoint continues exactly as if
+uninterrupted. Checkpoints are saved every `checkpoint_interval` steps (online: at the first
+episode end after that), at the end, and on Ctrl-C; a non-finite loss stops the run with [`NonFiniteLossError`][interpolant_rl.train.NonFiniteLossError],
 keeping the last good checkpoint.
 """
 
@@ -52,13 +54,14 @@ class TrainConfig:
     updates_per_call: int = 100  # offline updates per jitted call
     utd: int = 1  # updates per environment step online
     online_fraction: float = 0.5  # share of each online-phase batch drawn from the replay buffer
+    random_action_steps: int = 0  # first online steps: uniform in [-1, 1], no updates (RLPD: 5000)
     eval_interval: int = 50_000  # steps between evaluations
     eval_episodes: int = 50  # episodes per evaluation
     checkpoint_interval: int = 50_000  # steps between checkpoints
     seed: int = 0  # every random draw derives from it
 
     def __post_init__(self):
-        for name in ("offline_steps", "online_steps"):
+        for name in ("offline_steps", "online_steps", "random_action_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in (
@@ -220,11 +223,24 @@ def train(
             if ob is None:
                 ob, _ = env.reset(seed=config.seed * 1_000_003 + episode)
                 episode_key = jr.fold_in(jr.fold_in(key, 2**30), episode)
+                random_key = jr.fold_in(jr.fold_in(key, 2**30 + 1), episode)
                 chunk_index = 0
-            chunk = np.asarray(
-                agent.act(jnp.asarray(ob, dtype=jnp.float32), jr.fold_in(episode_key, chunk_index))
-            )
+            # the first `random_action_steps` online steps are uniformly random (no agent call)
+            random_left = config.offline_steps + config.random_action_steps - step
+            if random_left < config.horizon:
+                observation = jnp.asarray(ob, dtype=jnp.float32)
+                chunk = np.asarray(agent.act(observation, jr.fold_in(episode_key, chunk_index)))
+            if random_left > 0:
+                uniform = jr.uniform(
+                    jr.fold_in(random_key, chunk_index), (config.horizon * action_dim,), minval=-1
+                )
+                if random_left >= config.horizon:
+                    chunk = np.asarray(uniform)
+                else:  # the chunk crosses into the agent's phase
+                    head = random_left * action_dim
+                    chunk = np.concatenate([np.asarray(uniform)[:head], chunk[head:]])
             chunk_index += 1
+            first_step = step
             episode_over = False
             executed = 0
             for action in chunk.reshape(config.horizon, -1):
@@ -242,21 +258,23 @@ def train(
                 ob, step, executed = next_ob, step + 1, executed + 1
                 if episode_over or step >= total:
                     break
-            n = config.utd * executed
-            new_agent, metrics = _online_call(
-                agent,
-                dataset,
-                buffer,
-                jr.fold_in(key, step),
-                n,
-                config.batch_size,
-                online_size,
-                config.horizon,
-                config.discount,
-            )
-            last = _check_finite(metrics, step)
-            agent = new_agent
-            logger.log("train", dict(step=step, **last, online=1))
+            learning = step - max(first_step, config.offline_steps + config.random_action_steps)
+            last = {}
+            if learning > 0:  # no updates while the actions are random
+                new_agent, metrics = _online_call(
+                    agent,
+                    dataset,
+                    buffer,
+                    jr.fold_in(key, step),
+                    config.utd * learning,
+                    config.batch_size,
+                    online_size,
+                    config.horizon,
+                    config.discount,
+                )
+                last = _check_finite(metrics, step)
+                agent = new_agent
+                logger.log("train", dict(step=step, **last, online=1))
             if progress is not None:
                 progress(executed, last)
             if step % config.eval_interval < executed:

@@ -1,0 +1,112 @@
+r"""FEdit — a bounded edit policy on top of the behaviour flow (QAM-EDIT's edit without QAM).
+
+Algorithm box, per update on a batch $(s, a, r, m, s')$:
+
+1. **Critic.** TD with $a'$ the edited action at $s'$ (step 4).
+2. **Behaviour flow.** $f_\beta \leftarrow$ one flow-matching step on $(s, a)$.
+3. **Edit.** One step of the tanh-Gaussian edit policy $e \sim \pi_\psi(\cdot\mid s, a_0)$
+   ([`ActionEdit`][interpolant_rl.agents.ActionEdit]) on
+   $-\operatorname{mean}\bar Q\big(s, \operatorname{clip}(a_0 + \lambda e, -1, 1)\big)$, reparameterised,
+   around the behaviour action $a_0 = \operatorname{clip}(\mathrm{ODE}_{f_\beta}(s, z), -1, 1)$,
+   $z \sim \mathcal N(0, I)$ (no gradient through $a_0$).
+4. **Act.** $a = \operatorname{clip}(a_0 + \lambda e, -1, 1)$, so $\|a - a_0\|_\infty \le \lambda$:
+   the policy never leaves an $L^\infty$ ball of radius $\lambda$ (the edit scale) around the
+   behaviour flow's action.
+
+QAM-EDIT is the same edit on the adjoint-matched flow's action instead of $a_0$.
+"""
+
+import dataclasses
+
+import equinox as eqx
+import jax.numpy as jnp
+import jax.random as jr
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from .._interpolant import LinearInterpolant
+from ..nn import VelocityField
+from ._core import (
+    AbstractAgent,
+    AbstractCritic,
+    adam,
+    build_network,
+    check_positive,
+    CriticConfig,
+    flow_actions,
+    flow_matching_step,
+    LearnedCritic,
+    NetworkConfig,
+    Trained,
+)
+from ._edit import ActionEdit
+
+
+@dataclasses.dataclass(frozen=True)
+class FEditConfig:
+    """FEdit hyperparameters (defaults: the QAM paper's cube-double column)."""
+
+    edit_scale: float = 0.2  # lambda: L-infinity radius of the edit (cube-triple 0.3, humanoid 0.5)
+    flow_steps: int = 10  # Euler steps of the behaviour flow's ODE
+    actor: NetworkConfig = NetworkConfig()  # behaviour flow and edit policy: 4x512 GELU
+    critic: CriticConfig = CriticConfig()  # K = 10, rho = 0.5
+    learning_rate: float = 3e-4  # Adam step size of the flow and the edit policy
+    grad_clip: float | None = None  # no clipping in the protocol for FEdit
+
+    def __post_init__(self):
+        check_positive("edit_scale", self.edit_scale, allow_zero=True)
+        check_positive("flow_steps", self.flow_steps)
+        check_positive("learning_rate", self.learning_rate)
+
+
+class FEdit(AbstractAgent):
+    """FEdit: see the module docstring for the algorithm."""
+
+    behaviour: Trained
+    edit: ActionEdit
+    critic: AbstractCritic
+    config: FEditConfig = eqx.field(static=True)
+
+    def base_actions(
+        self, observations: Float[Array, "batch obs_dim"], key: PRNGKeyArray
+    ) -> Float[Array, "batch action_dim"]:
+        r"""The behaviour flow's actions $a_0 = \operatorname{clip}(\mathrm{ODE}_{f_\beta}(s, z), -1, 1)$,
+        $z \sim \mathcal N(0, I)$ drawn from `key`."""
+        field = self.behaviour.model
+        noise = jr.normal(key, (observations.shape[0], field.action_dim))
+        actions = flow_actions(
+            LinearInterpolant(), field, observations, noise, self.config.flow_steps
+        )
+        return jnp.clip(actions, -1.0, 1.0)
+
+    def actor_step(self, batch, key):
+        bc_key, sample_key, edit_key = jr.split(key, 3)
+        behaviour, bc_loss = flow_matching_step(self.behaviour, batch, bc_key)
+        agent = FEdit(behaviour, self.edit, self.critic, self.config)
+        base_actions = agent.base_actions(batch.observations, sample_key)
+        edit, metrics = self.edit.step(self.critic, batch, base_actions, edit_key)
+        return FEdit(behaviour, edit, self.critic, self.config), dict(
+            flow_matching_loss=bc_loss, **metrics
+        )
+
+    def policy(self, observations, key):
+        """`edit.sample(s, base_actions(s, k1), k2)` with `k1, k2 = split(key)`."""
+        flow_key, edit_key = jr.split(key)
+        base_actions = self.base_actions(observations, flow_key)
+        return self.edit.sample(observations, base_actions, edit_key)
+
+
+def create(
+    obs_dim: int, action_dim: int, key: PRNGKeyArray, config: FEditConfig = FEditConfig()
+) -> FEdit:
+    """A fresh FEdit agent."""
+    flow_key, edit_key, critic_key = jr.split(key, 3)
+    optimiser = adam(config.learning_rate, config.grad_clip)
+    behaviour = build_network(VelocityField, action_dim, obs_dim, config.actor, flow_key)
+    return FEdit(
+        Trained.create(behaviour, optimiser),
+        ActionEdit.create(
+            obs_dim, action_dim, config.actor, optimiser, config.edit_scale, edit_key
+        ),
+        LearnedCritic.create(obs_dim, action_dim, config.critic, critic_key),
+        config,
+    )
