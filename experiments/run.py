@@ -13,6 +13,7 @@ versions). Plot learning curves with `python experiments/plot.py RUN_DIR ...`.
 """
 
 import dataclasses
+import importlib.util
 import json
 import sys
 import time
@@ -32,7 +33,7 @@ class RunConfig:
     """Command-line configuration of one run. Fields left unset take the preset's value."""
 
     agent: str = "qam"
-    """Agent name: one of qam, qam_fql, qam_edit, bam, moma_ql, ofql, fql, fbrac, rebrac, dsrl, fedit, rlpd."""
+    """Agent name: one of qam, qam_fql, qam_edit, bam, moma_ql, ofql, fql, fbrac, rebrac, ifql, fawac, cgql, qsm, dac, dsrl, fedit, rlpd."""
     env: str = "cube-single-play-singletask-task1-v0"
     """OGBench singletask dataset name (the environment is derived from it)."""
     preset: Literal["cpu", "paper"] = "cpu"
@@ -77,6 +78,8 @@ class RunConfig:
     """Steps between evaluations (cpu: 5000, paper: 50000)."""
     eval_episodes: int | None = None
     """Episodes per evaluation (cpu: 10, paper: 50)."""
+    tensorboard: bool = False
+    """Also write the metrics as TensorBoard scalars to OUT_DIR/tensorboard (pip install "interpolant_rl[tensorboard]")."""
     updates_per_call: int = 100
     """Updates per jitted call in the offline phase."""
 
@@ -160,6 +163,10 @@ def resolve(config: RunConfig) -> RunConfig:
     if config.tau is not None and config.tau < 0:
         raise ValueError(f"--tau must be >= 0, got {config.tau}")
     data.parse_singletask_name(config.env)  # unknown or malformed names fail here
+    if config.tensorboard and importlib.util.find_spec("tensorboardX") is None:
+        raise ValueError(
+            '--tensorboard needs tensorboardX: pip install "interpolant_rl[tensorboard]"'
+        )
     if config.out_dir is None:
         config = dataclasses.replace(
             config, out_dir=Path("runs") / f"{config.agent}-{config.env}-seed{config.seed}"
@@ -217,6 +224,7 @@ def main(config: RunConfig) -> int:
         eval_episodes=config.eval_episodes,
         checkpoint_interval=config.eval_interval,
         seed=config.seed,
+        tensorboard=config.tensorboard,
     )
     header = dict(
         run=json.loads(json.dumps(dataclasses.asdict(config), default=str)),

@@ -1,5 +1,7 @@
 """Shared jitted simulations for the tests (compiled once per process structure and shape)."""
 
+import struct
+
 import diffrax
 import equinox as eqx
 import jax
@@ -65,3 +67,25 @@ def strong_errors(process, solver, x0s, paths, step_counts):
         )
         for s in step_counts
     ]
+
+
+def read_scalars(run_dir):
+    """`[(tag, step, value)]` from every event file, in file order, parsed from the TFRecord
+    framing (length, crc, payload, crc) without TensorBoard itself. A purge marker (a session
+    log START event with a step) is returned as `("<purge>", step, None)`."""
+    from tensorboardX.proto.event_pb2 import Event, SessionLog
+
+    out = []
+    for path in sorted((run_dir / "tensorboard").glob("events.out.tfevents.*")):
+        data = path.read_bytes()
+        offset = 0
+        while offset < len(data):
+            (length,) = struct.unpack("<Q", data[offset : offset + 8])
+            payload = data[offset + 12 : offset + 12 + length]
+            offset += 12 + length + 4
+            event = Event.FromString(payload)
+            if event.HasField("session_log") and event.session_log.status == SessionLog.START:
+                out.append(("<purge>", event.step, None))
+            for value in event.summary.value:
+                out.append((value.tag, event.step, value.simple_value))
+    return out

@@ -61,3 +61,12 @@ def test_plot_makes_a_png_with_seed_intervals(tmp_path):
     assert plot.main([*runs, "--out", str(out)]) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert plot.main([*runs, "--metric", "nope", "--out", str(out)]) == 2
+
+
+def test_agent_help_lists_every_registered_agent():
+    from interpolant_rl import agents
+
+    source = (ROOT / "experiments" / "run.py").read_text()
+    help_line = next(line for line in source.splitlines() if "Agent name: one of" in line)
+    listed = {name.strip(" .\"") for name in help_line.split("one of", 1)[1].split(",")}
+    assert listed == set(agents.available_agents())

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import read_scalars
 
 from interpolant_rl import agents, train
 from interpolant_rl.data import Transitions
@@ -97,7 +98,8 @@ def _rows(run_dir, stream):
 
 
 def test_offline_online_run_logs_and_checkpoints(tmp_path):
-    agent, evals = train.train(make_agent(), DATA, PointMass(), CONFIG, tmp_path)
+    config = dataclasses.replace(CONFIG, tensorboard=True)
+    agent, evals = train.train(make_agent(), DATA, PointMass(), config, tmp_path)
     # online evaluations happen at the first chunk boundary at or after each interval
     steps = [row["step"] for row in evals]
     assert steps[:2] == [20, 40] and 60 <= steps[2] < 60 + CONFIG.horizon and steps[3] == 70
@@ -107,6 +109,13 @@ def test_offline_online_run_logs_and_checkpoints(tmp_path):
     header = train.read_checkpoint_header(tmp_path / "checkpoint.eqx")
     assert header["step"] == 70 and header["train_config"]["horizon"] == 2
     assert (tmp_path / "eval.csv").read_text().splitlines()[0].startswith("step,success")
+    tensorboard = [(step, value) for tag, step, value in read_scalars(tmp_path)]
+    tags = {tag for tag, _, _ in read_scalars(tmp_path)}
+    assert {"train/critic_loss", "eval/success"} <= tags
+    assert [(s, v) for t, s, v in read_scalars(tmp_path) if t == "eval/success"] == [
+        (row["step"], pytest.approx(row["success"])) for row in evals
+    ]
+    assert tensorboard
 
 
 def test_resume_continues_exactly(tmp_path):

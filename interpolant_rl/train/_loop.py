@@ -59,6 +59,9 @@ class TrainConfig:
     eval_episodes: int = 50  # episodes per evaluation
     checkpoint_interval: int = 50_000  # steps between checkpoints
     seed: int = 0  # every random draw derives from it
+    tensorboard: bool = (
+        False  # also log to {run_dir}/tensorboard (extra: interpolant_rl[tensorboard])
+    )
 
     def __post_init__(self):
         for name in ("offline_steps", "online_steps", "random_action_steps"):
@@ -173,7 +176,9 @@ def train(
     if resume:
         (agent, buffer), saved = load_checkpoint(checkpoint_path, (agent, buffer))
         step, episode = saved["step"], saved["episode"]
-    logger = MetricsLogger(run_dir, resume_step=step if resume else None)
+    logger = MetricsLogger(
+        run_dir, resume_step=step if resume else None, tensorboard=config.tensorboard
+    )
     header = dict(header or {}, train_config=dataclasses.asdict(config))
     total = config.offline_steps + config.online_steps
     key = jr.key(config.seed)
@@ -284,9 +289,11 @@ def train(
                 if step - last_checkpoint >= config.checkpoint_interval:
                     save()
                     last_checkpoint = step
+        maybe_evaluate(force=True)
+        save()
     except KeyboardInterrupt:
         save()
         raise
-    maybe_evaluate(force=True)
-    save()
+    finally:
+        logger.close()
     return agent, logger.rows("eval")
