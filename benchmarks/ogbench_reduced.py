@@ -8,16 +8,16 @@ Each (agent, seed) is one `experiments/run.py` run on the full-size generated da
 (2x256 MLPs, K = 2 critics, chunk 5, batch 256) and a reduced schedule: `--offline-steps`
 offline updates, an evaluation, then `--online-steps` online environment steps (UTD 1) and a
 final evaluation. A run whose `summary.json` already exists with the same settings is not run
-again, so the benchmark can be stopped and continued. Each finished run's summary is copied to
-`{results}/runs/`, and the table — success after offline training and after the online phase,
-mean and 95 % t-interval over seeds — is written to `{results}.md` and `{results}.json`.
+again, nor one whose summary was kept in `{results}/runs/` (every finished run's summary is
+copied there), so the benchmark can be stopped and continued. The table — success after offline
+training and after the online phase, mean and 95 % t-interval over seeds — is written to
+`{results}.md` and `{results}.json`.
 """
 
 import argparse
 import json
 import math
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -57,10 +57,12 @@ def run_one(args, agent: str, seed: int) -> dict:
     settings = run_settings(args, agent, seed)
     out_dir = args.runs_dir / f"{agent}-seed{seed}"
     summary_path = out_dir / "summary.json"
-    if summary_path.exists():
-        summary = json.loads(summary_path.read_text())
-        if _matches(summary, settings):
-            return summary
+    # a finished run: its summary in the run directory, or the copy kept with the results
+    for done in (summary_path, args.results / "runs" / f"{agent}-seed{seed}.json"):
+        if done.exists():
+            summary = json.loads(done.read_text())
+            if _matches(summary, settings):
+                return summary
     command = [
         sys.executable,
         str(ROOT / "experiments" / "run.py"),
@@ -179,10 +181,7 @@ def main(argv=None) -> int:
         for seed in args.seeds:
             summary = run_one(args, agent, seed)
             summaries.setdefault(agent, []).append(summary)
-            shutil.copyfile(
-                args.runs_dir / f"{agent}-seed{seed}" / "summary.json",
-                copies / f"{agent}-seed{seed}.json",
-            )
+            (copies / f"{agent}-seed{seed}.json").write_text(json.dumps(summary, indent=2) + "\n")
     result, markdown = table(args, summaries)
     result["benchmark_wall_time_s"] = time.perf_counter() - start
     args.results.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")

@@ -88,6 +88,12 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--out-dir", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the rows of the existing table for agents not run now (same steps and seeds "
+        "required), and rewrite the table after every run so an interruption loses one run",
+    )
     args = parser.parse_args(argv)
     for name in args.agents:
         if name not in agents.available_agents():
@@ -100,8 +106,44 @@ def main(argv=None) -> int:
     if args.seeds < 1 or args.steps < 0:
         print("toy_tilt_table.py: error: --seeds must be >= 1 and --steps >= 0", file=sys.stderr)
         return 2
-    rows = []
+    rows, kept, agent_names, previous_time, notes = [], [], list(args.agents), 0.0, []
+    json_path = args.out_dir / "toy_tilt_table.json"
+    if args.merge and json_path.exists():
+        previous = json.loads(json_path.read_text())
+        if (previous["steps"], previous["seeds"]) != (args.steps, args.seeds):
+            print(
+                f"toy_tilt_table.py: error: --merge: {json_path} has steps {previous['steps']}, "
+                f"seeds {previous['seeds']}; this run has {args.steps}, {args.seeds}",
+                file=sys.stderr,
+            )
+            return 2
+        kept = [r for r in previous["rows"] if r["agent"] not in args.agents]
+        agent_names = list(dict.fromkeys([r["agent"] for r in kept] + list(args.agents)))
+        previous_time = previous.get("total_wall_time_s", 0.0)
+        notes = [previous["note"]] if "note" in previous else []
     start = time.perf_counter()
+
+    def write():
+        summary = dict(
+            steps=args.steps,
+            seeds=args.seeds,
+            machine=dict(
+                platform=platform.platform(),
+                processor=platform.processor(),
+                devices=[str(d) for d in jax.devices()],
+            ),
+            total_wall_time_s=previous_time + time.perf_counter() - start,
+            rows=kept + [{k: v for k, v in r.items() if k != "config"} for r in rows],
+        )
+        if notes:
+            summary["note"] = "; ".join(notes)
+        args.out_dir.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(summary, indent=2) + "\n")
+        (args.out_dir / "toy_tilt_table.md").write_text(
+            markdown(summary["rows"], args.problems, agent_names, args.steps, args.seeds)
+        )
+        return summary
+
     for problem in args.problems:
         for name in args.agents:
             for seed in range(args.seeds):
@@ -128,23 +170,9 @@ def main(argv=None) -> int:
                     f"(behaviour {result['base_sliced_wasserstein']:.3f}) {result['wall_time_s']:.0f} s",
                     file=sys.stderr,
                 )
-    summary = dict(
-        steps=args.steps,
-        seeds=args.seeds,
-        machine=dict(
-            platform=platform.platform(),
-            processor=platform.processor(),
-            devices=[str(d) for d in jax.devices()],
-        ),
-        total_wall_time_s=time.perf_counter() - start,
-        rows=[{k: v for k, v in r.items() if k != "config"} for r in rows],
-    )
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    (args.out_dir / "toy_tilt_table.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (args.out_dir / "toy_tilt_table.md").write_text(
-        markdown(rows, args.problems, args.agents, args.steps, args.seeds)
-    )
-    print(json.dumps(summary))
+                if args.merge:
+                    write()
+    print(json.dumps(write()))
     return 0
 
 
