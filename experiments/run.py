@@ -69,9 +69,9 @@ class RunConfig:
     num_critics: int | None = None
     """Critic ensemble size K (cpu: 2, paper: 10)."""
     tau: float | None = None
-    """Inverse temperature of tilt-based agents (QAM family; default: the agent's)."""
-    discount: float = 0.99
-    """Discount gamma per environment step."""
+    """Inverse temperature of tilt-based agents (default: the QAM study's value for the agent and the dataset's domain)."""
+    discount: float | None = None
+    """Discount gamma per environment step (default: 0.995 on humanoidmaze, 0.99 elsewhere, as in the protocol)."""
     sparse: bool = False
     """Sparse rewards (any non-zero reward becomes -1; the protocol's option for scene and puzzle)."""
     eval_interval: int | None = None
@@ -160,6 +160,11 @@ def resolve(config: RunConfig) -> RunConfig:
             raise ValueError(
                 f"--{name.replace('_', '-')} must be >= 0, got {getattr(config, name)}"
             )
+    if config.discount is None:
+        humanoid = agents.domain_of(config.env) == "humanoidmaze-medium"
+        config = dataclasses.replace(config, discount=0.995 if humanoid else 0.99)
+    if not 0.0 <= config.discount <= 1.0:
+        raise ValueError(f"--discount must lie in [0, 1], got {config.discount}")
     if config.tau is not None and config.tau < 0:
         raise ValueError(f"--tau must be >= 0, got {config.tau}")
     data.parse_singletask_name(config.env)  # unknown or malformed names fail here
@@ -177,9 +182,10 @@ def resolve(config: RunConfig) -> RunConfig:
 
 
 def agent_config(config: RunConfig):
-    """The agent's paper defaults, resized, with the run's chunk length, discount and tau."""
+    """The agent's configuration for the dataset's domain in the QAM study (its defaults for
+    other datasets), resized, with the run's chunk length, discount and tau."""
     agent = agents.resize(
-        agents.default_config(config.agent),
+        agents.domain_config(config.agent, agents.domain_of(config.env)),
         width=config.width,
         depth=config.depth,
         num_critics=config.num_critics,

@@ -36,6 +36,12 @@ from ._core import (
     Trained as Trained,
 )
 from ._diffusion import DiffusionPolicy as DiffusionPolicy
+from ._domains import (
+    domain_config as domain_config,
+    domain_of as domain_of,
+    DOMAINS as DOMAINS,
+    PROTOCOL as PROTOCOL,
+)
 from ._edit import ActionEdit as ActionEdit
 from ._registry import (
     AGENTS as AGENTS,
