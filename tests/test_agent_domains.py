@@ -79,3 +79,23 @@ def test_run_uses_the_domain_values_and_explicit_values_win():
     assert fql.alpha == 30.0
     assert run.resolve(triple).discount == 0.99
     assert run.resolve(dataclasses.replace(triple, discount=0.9)).discount == 0.9
+
+
+@pytest.mark.parametrize("name", agents.available_agents())
+def test_every_agent_builds_from_the_command_line_configuration(name):
+    """`run.py --agent NAME` (CPU and paper presets, a study domain): the configuration resolves
+    and the agent builds for the chunked OGBench shapes (training itself: test_end_to_end)."""
+    import jax
+
+    for preset in ("cpu", "paper"):
+        config = run.resolve(
+            # narrow networks keep initialisation cheap; everything else is the preset's
+            run.RunConfig(
+                agent=name, preset=preset, env="cube-double-play-singletask-task2-v0", width=8
+            )
+        )
+        agent_config = run.agent_config(config)
+        agent = agents.make_agent(name, 37, 5 * config.chunk, jax.random.key(0), agent_config)
+        assert agent.critic is not None
+    if name == "rlpd":  # online only, after random actions (the protocol's RLPD)
+        assert config.offline_steps == 0 and config.random_action_steps == 5000
