@@ -2,6 +2,7 @@
 
     python experiments/run.py                      # the CPU demo: small dataset, QAM, a few minutes
     python experiments/run.py --agent fql --seed 3
+    python experiments/run.py --agent fql --num-seeds 4   # seeds 0-3 as one program (vmapped)
     python experiments/run.py --agent rlpd         # online only: 1000 random steps, then 19k
     python experiments/run.py --preset paper       # the QAM paper's configuration (needs a GPU)
     python experiments/run.py --resume --out-dir runs/qam-cube-single-0
@@ -9,7 +10,11 @@
 The dataset is read from `--data-dir` (OGBench's file format) or generated there with the
 oracles shipped in the ogbench wheel. Every run directory gets `train.jsonl/csv`,
 `eval.jsonl/csv`, `checkpoint.eqx` and `summary.json` (configuration, final metrics, wall time,
-versions). Plot learning curves with `python experiments/plot.py RUN_DIR ...`.
+versions). With `--num-seeds N` the seeds `seed .. seed+N-1` train together in one jitted
+program (`interpolant_rl.train.train_seeds`, sharded over the visible devices); each seed gets
+its own run directory `OUT_DIR/seed{k}` (with its `summary.json`), `OUT_DIR` holds the shared
+checkpoint and an aggregate `summary.json`. Plot learning curves with
+`python experiments/plot.py RUN_DIR ...` (for N seeds: `OUT_DIR/seed*`).
 """
 
 import dataclasses
@@ -40,8 +45,10 @@ class RunConfig:
     """'cpu': sizes for a 2-core machine (minutes); 'paper': the QAM protocol (1M + 500k steps, 4x512, K = 10)."""
     seed: int = 0
     """Seed of everything (dataset generation has its own: --data-seed)."""
+    num_seeds: int = 1
+    """Train seeds seed..seed+N-1 together as one program, sharded over the visible devices (N a multiple of their number); each in OUT_DIR/seed{k}."""
     out_dir: Path | None = None
-    """Run directory (default runs/{agent}-{env}-seed{seed})."""
+    """Run directory (default runs/{agent}-{env}-seed{seed}; with --num-seeds N, runs/{agent}-{env}-seeds{seed}-{seed+N-1})."""
     resume: bool = False
     """Continue the run in --out-dir from its checkpoint."""
     data_dir: Path | None = None
@@ -150,6 +157,7 @@ def resolve(config: RunConfig) -> RunConfig:
         "eval_interval",
         "workers",
         "updates_per_call",
+        "num_seeds",
     ):
         if getattr(config, name) < 1:
             raise ValueError(
@@ -172,12 +180,24 @@ def resolve(config: RunConfig) -> RunConfig:
         raise ValueError(
             '--tensorboard needs tensorboardX: pip install "interpolant_rl[tensorboard]"'
         )
+    seeds = list(range(config.seed, config.seed + config.num_seeds))
+    if config.num_seeds > 1:
+        train.seed_sharding(config.num_seeds)  # N must be a multiple of the devices
     if config.out_dir is None:
+        name = f"seed{config.seed}" if config.num_seeds == 1 else f"seeds{seeds[0]}-{seeds[-1]}"
         config = dataclasses.replace(
-            config, out_dir=Path("runs") / f"{config.agent}-{config.env}-seed{config.seed}"
+            config, out_dir=Path("runs") / f"{config.agent}-{config.env}-{name}"
         )
     if config.resume and not (config.out_dir / "checkpoint.eqx").exists():
         raise ValueError(f"--resume: no checkpoint in {config.out_dir}")
+    if config.resume:
+        saved = train.read_checkpoint_header(config.out_dir / "checkpoint.eqx").get("seeds")
+        if (saved is not None or config.num_seeds > 1) and saved != seeds:
+            kind = "a single-seed checkpoint" if saved is None else f"a checkpoint of seeds {saved}"
+            raise ValueError(
+                f"--resume: {config.out_dir} holds {kind}, not one of seeds {seeds} "
+                "(--seed, --num-seeds)"
+            )
     return config
 
 
@@ -194,6 +214,96 @@ def agent_config(config: RunConfig):
     if config.tau is not None:
         agent = agents.override(agent, tau=config.tau)
     return agent
+
+
+def run_seeds(config, agent_cfg, env, dataset, train_config, header, start) -> int:
+    """`--num-seeds N > 1`: seeds `seed .. seed+N-1` trained as one program by
+    `train.train_seeds`, one run directory `OUT_DIR/seed{k}` (with its `summary.json`) each, and
+    an aggregate `OUT_DIR/summary.json` (final success: mean, standard deviation, per seed)."""
+    import ogbench
+
+    seeds = list(range(config.seed, config.seed + config.num_seeds))
+    # one environment per seed: `load_ogbench`'s, then more of the same
+    envs = [env] + [
+        ogbench.make_env_and_datasets(config.env, env_only=True) for _ in range(len(seeds) - 1)
+    ]
+    stacked = train.make_agents(
+        config.agent, dataset.obs_dim, dataset.action_dim * config.chunk, seeds, agent_cfg
+    )
+    total = config.offline_steps + config.online_steps
+    latest = {}
+    desc = f"{config.agent} {config.env} x{len(seeds)} seeds"
+    with tqdm(total=total * len(seeds), unit="step", desc=desc) as bar:
+        if config.resume:
+            saved = train.read_checkpoint_header(config.out_dir / "checkpoint.eqx")
+            bar.update(sum(saved["seed_steps"]))
+
+        def progress(steps, info):
+            bar.update(steps)
+            if "success" in info:
+                latest[info["seed"]] = info["success"]
+                mean = sum(latest.values()) / len(latest)
+                bar.set_postfix(eval_success=f"{mean:.2f}", seeds=len(latest))
+
+        try:
+            _, evals = train.train_seeds(
+                stacked,
+                dataset,
+                envs,
+                train_config,
+                config.out_dir,
+                header=header,
+                resume=config.resume,
+                progress=progress,
+            )
+        except train.NonFiniteLossError as error:
+            print(
+                f"run.py: stopped: {error}; the last good checkpoint is kept in {config.out_dir}",
+                file=sys.stderr,
+            )
+            return 1
+        except KeyboardInterrupt:
+            print(
+                f"run.py: interrupted; checkpoint saved in {config.out_dir} "
+                "(continue with --resume)",
+                file=sys.stderr,
+            )
+            return 130
+    wall_time = time.perf_counter() - start
+    versions = {p: version(p) for p in ("interpolant_rl", "jax", "ogbench", "mujoco")}
+    finals = []
+    for seed, seed_evals in zip(seeds, evals, strict=True):
+        run_dir = config.out_dir / f"seed{seed}"
+        finals.append(seed_evals[-1] if seed_evals else {})
+        summary = dict(
+            config=dict(header["run"], seed=seed, num_seeds=1, out_dir=str(run_dir)),
+            agent_config=header["agent_config"],
+            final=finals[-1],
+            evaluations=seed_evals,
+            wall_time_s=wall_time,
+            trained_with=dict(seeds=seeds, out_dir=str(config.out_dir)),
+            versions=versions,
+        )
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    successes = [final.get("success", float("nan")) for final in finals]
+    mean = sum(successes) / len(successes)
+    std = (sum((x - mean) ** 2 for x in successes) / max(len(successes) - 1, 1)) ** 0.5
+    aggregate = dict(
+        config=header["run"],
+        agent_config=header["agent_config"],
+        seeds=seeds,
+        runs=[f"seed{seed}" for seed in seeds],
+        final=dict(success_mean=mean, success_std=std, success=successes),
+        wall_time_s=wall_time,
+        versions=versions,
+    )
+    (config.out_dir / "summary.json").write_text(json.dumps(aggregate, indent=2) + "\n")
+    print(
+        f"{config.agent} on {config.env}: success {mean:.2f} +- {std:.2f} over seeds "
+        f"{seeds[0]}-{seeds[-1]} after {total} steps ({wall_time / 60:.1f} min); "
+        f"runs in {config.out_dir}/seed*"
+    )
+    return 0
 
 
 def main(config: RunConfig) -> int:
@@ -215,9 +325,6 @@ def main(config: RunConfig) -> int:
             progress=bar.update,
         )
     action_dim = dataset.action_dim * config.chunk
-    agent = agents.make_agent(
-        config.agent, dataset.obs_dim, action_dim, jax.random.key(config.seed), agent_cfg
-    )
     train_config = train.TrainConfig(
         offline_steps=config.offline_steps,
         online_steps=config.online_steps,
@@ -235,6 +342,11 @@ def main(config: RunConfig) -> int:
     header = dict(
         run=json.loads(json.dumps(dataclasses.asdict(config), default=str)),
         agent_config=repr(agent_cfg),
+    )
+    if config.num_seeds > 1:
+        return run_seeds(config, agent_cfg, env, dataset, train_config, header, start)
+    agent = agents.make_agent(
+        config.agent, dataset.obs_dim, action_dim, jax.random.key(config.seed), agent_cfg
     )
     total = config.offline_steps + config.online_steps
     latest = {}

@@ -19,6 +19,7 @@ _spec.loader.exec_module(run)
         (dict(agent="qamm"), "available: qam, qam_fql"),
         (dict(offline_steps=-1), "--offline-steps must be >= 0"),
         (dict(chunk=0), "--chunk must be >= 1"),
+        (dict(num_seeds=0), "--num-seeds must be >= 1"),
         (dict(tau=-1.0), "--tau must be >= 0"),
         (dict(env="cube-nine-play-singletask-v0"), "not a singletask OGBench dataset name"),
         (dict(resume=True, out_dir=Path("/nonexistent/run")), "no checkpoint"),
@@ -39,6 +40,12 @@ def test_presets_fill_unset_fields_and_agent_configs_follow():
     assert agent.critic.horizon == 5 and agent.critic.num_critics == 10 and agent.actor.width == 64
     qam = run.agent_config(run.resolve(run.RunConfig(tau=3.0)))
     assert qam.tau == 3.0 and qam.critic.horizon == 5
+
+
+def test_num_seeds_names_the_run_directory_after_its_seeds():
+    config = run.resolve(run.RunConfig(agent="fql", seed=3, num_seeds=2))
+    assert config.out_dir == Path("runs/fql-cube-single-play-singletask-task1-v0-seeds3-4")
+    assert run.resolve(run.RunConfig(seed=3)).out_dir.name.endswith("-seed3")
 
 
 def test_plot_makes_a_png_with_seed_intervals(tmp_path):
@@ -68,5 +75,5 @@ def test_agent_help_lists_every_registered_agent():
 
     source = (ROOT / "experiments" / "run.py").read_text()
     help_line = next(line for line in source.splitlines() if "Agent name: one of" in line)
-    listed = {name.strip(" .\"") for name in help_line.split("one of", 1)[1].split(",")}
+    listed = {name.strip(' ."') for name in help_line.split("one of", 1)[1].split(",")}
     assert listed == set(agents.available_agents())

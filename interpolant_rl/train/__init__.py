@@ -12,3 +12,9 @@ from ._loop import (
     train as train,
     TrainConfig as TrainConfig,
 )
+from ._seeds import (
+    make_agents as make_agents,
+    seed_sharding as seed_sharding,
+    select_seed as select_seed,
+    train_seeds as train_seeds,
+)

@@ -110,6 +110,33 @@ def _online_call(
 _add = eqx.filter_jit(ReplayBuffer.add)
 
 
+# How every random draw derives from the seed; shared with `train_seeds`, which must derive
+# them exactly as `train` does for its seeds to match single-seed runs.
+
+
+def _online_size(config: TrainConfig) -> int:
+    """Rows of each online-phase batch drawn from the replay buffer."""
+    return min(max(1, round(config.online_fraction * config.batch_size)), config.batch_size)
+
+
+def _reset_seed(seed: int, episode: int) -> int:
+    """The `env.reset` seed of online episode `episode`."""
+    return seed * 1_000_003 + episode
+
+
+def _episode_keys(key, episode):
+    """The keys of online episode `episode`: `(agent actions, uniform random actions)`, each
+    folded with the chunk index. Traceable (`episode` may be a traced integer)."""
+    actions = jr.fold_in(jr.fold_in(key, 2**30), episode)
+    uniform = jr.fold_in(jr.fold_in(key, 2**30 + 1), episode)
+    return actions, uniform
+
+
+def _evaluation_seed(step: int) -> int:
+    """The seed of the first evaluation episode at `step` (episode `e` uses it plus `e`)."""
+    return 10**6 + step
+
+
 def evaluate(agent: AbstractAgent, env, episodes: int, horizon: int, seed: int) -> dict[str, float]:
     """Run `episodes` episodes (seeded `seed`, `seed + 1`, ...), executing each action chunk
     open-loop; returns the mean `success` (the last step's `info["success"]`) and `return`."""
@@ -194,7 +221,9 @@ def train(
             if any(row["step"] == step for row in logger.rows("eval")):
                 return
             start = time.perf_counter()
-            result = evaluate(agent, env, config.eval_episodes, config.horizon, 10**6 + step)
+            result = evaluate(
+                agent, env, config.eval_episodes, config.horizon, _evaluation_seed(step)
+            )
             row = dict(step=step, **result, eval_time_s=time.perf_counter() - start)
             logger.log("eval", row)
             if progress is not None:
@@ -221,14 +250,12 @@ def train(
                 save()
                 last_checkpoint = step
         # ---- online
-        online_size = max(1, round(config.online_fraction * config.batch_size))
-        online_size = min(online_size, config.batch_size)
+        online_size = _online_size(config)
         ob = None
         while step < total:
             if ob is None:
-                ob, _ = env.reset(seed=config.seed * 1_000_003 + episode)
-                episode_key = jr.fold_in(jr.fold_in(key, 2**30), episode)
-                random_key = jr.fold_in(jr.fold_in(key, 2**30 + 1), episode)
+                ob, _ = env.reset(seed=_reset_seed(config.seed, episode))
+                episode_key, random_key = _episode_keys(key, episode)
                 chunk_index = 0
             # the first `random_action_steps` online steps are uniformly random (no agent call)
             random_left = config.offline_steps + config.random_action_steps - step

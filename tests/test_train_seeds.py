@@ -1,0 +1,230 @@
+"""`train_seeds`: N seeds trained as one program match N single-seed `train` runs, write one
+run directory per seed, resume exactly (offline and from an online checkpoint), and shard the
+seed axis over several devices."""
+
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import equinox as eqx
+import jax
+import numpy as np
+import pytest
+from test_train import CONFIG, DATA, PointMass
+
+from interpolant_rl import agents, train
+
+
+# Seed s of the N-seed program and `train` alone with that seed run the same computations, but
+# vmapped: XLA batches the matmuls and may order their sums differently, so they agree to float32
+# rounding (observed: <= 2e-6 relative after CONFIG's 70 updates), not bit for bit.
+RTOL, ATOL = 1e-4, 1e-6
+SEEDS = [CONFIG.seed, CONFIG.seed + 1]  # train_seeds trains config.seed + s
+TESTS = Path(__file__).resolve().parent
+
+
+class DensePointMass(PointMass):
+    """PointMass rewarded -|x - 0.5| at every step: returns depend on every action taken."""
+
+    def step(self, action):
+        ob, _, terminated, truncated, info = super().step(action)
+        return ob, -abs(self.x - 0.5), terminated, truncated, info
+
+
+def agent_config():
+    config = agents.resize(agents.default_config("fql"), width=16, depth=1, num_critics=2)
+    config = agents.override(config, horizon=2, discount=0.99)
+    return dataclasses.replace(config, flow_steps=2)
+
+
+def arrays(agent):
+    return [np.asarray(x) for x in jax.tree.leaves(eqx.filter(agent, eqx.is_array))]
+
+
+def rows(run_dir, stream):
+    return [
+        {k: v for k, v in json.loads(line).items() if not k.endswith("_time_s")}
+        for line in (Path(run_dir) / f"{stream}.jsonl").read_text().splitlines()
+    ]
+
+
+def assert_rows_close(actual, expected):
+    assert [row["step"] for row in actual] == [row["step"] for row in expected]
+    for a, b in zip(actual, expected, strict=True):
+        assert a.keys() == b.keys()
+        np.testing.assert_allclose(list(a.values()), list(b.values()), rtol=RTOL, atol=ATOL)
+
+
+@pytest.fixture(scope="module")
+def stacked():
+    # one stacked template for every run below: its static parts (optimisers) are the same
+    # objects each time, so each program compiles once for the whole module
+    return train.make_agents("fql", 1, 2, SEEDS, agent_config())
+
+
+@pytest.fixture(scope="module")
+def full_run(stacked, tmp_path_factory):
+    """The uninterrupted 2-seed run, with a copy of every checkpoint it writes."""
+    run_dir = tmp_path_factory.mktemp("full")
+    copies = {}
+
+    def keep_checkpoints(steps, info):
+        path = run_dir / "checkpoint.eqx"
+        if path.exists():
+            key = tuple(train.read_checkpoint_header(path)["seed_steps"])
+            if key not in copies:
+                copies[key] = shutil.copy(path, run_dir.parent / f"copy-{len(copies)}.eqx")
+
+    envs = [DensePointMass(), DensePointMass()]
+    trained, evals = train.train_seeds(
+        stacked, DATA, envs, CONFIG, run_dir, progress=keep_checkpoints
+    )
+    return run_dir, trained, evals, copies
+
+
+def test_make_agents_stacks_single_agents_exactly(stacked):
+    for index, seed in enumerate(SEEDS):
+        single = agents.make_agent("fql", 1, 2, jax.random.key(seed), agent_config())
+        for a, b in zip(arrays(train.select_seed(stacked, index)), arrays(single), strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_each_seed_matches_train_alone_with_its_seed(stacked, full_run, tmp_path):
+    run_dir, trained, evals, _ = full_run
+    for index, seed in enumerate(SEEDS):
+        single_dir = tmp_path / f"single{seed}"
+        # select_seed(stacked) equals make_agent(key(seed)) (above) and shares its static parts,
+        # so the second single-seed run reuses the first one's compiled programs
+        alone, single_evals = train.train(
+            train.select_seed(stacked, index),
+            DATA,
+            DensePointMass(),
+            dataclasses.replace(CONFIG, seed=seed),
+            single_dir,
+        )
+        for a, b in zip(arrays(train.select_seed(trained, index)), arrays(alone), strict=True):
+            np.testing.assert_allclose(a, b, rtol=RTOL, atol=ATOL)
+        seed_dir = run_dir / f"seed{seed}"
+        assert_rows_close(rows(seed_dir, "train"), rows(single_dir, "train"))
+        assert_rows_close(rows(seed_dir, "eval"), rows(single_dir, "eval"))
+        assert len({row["episode_return"] for row in evals[index]}) > 1  # not all alike
+        assert [row["step"] for row in evals[index]] == [row["step"] for row in single_evals]
+        # the online phase drifts: episodes end mid-chunk, so seeds log at their own steps
+        assert any(row.get("online") for row in rows(seed_dir, "train"))
+        assert (seed_dir / "train.csv").read_text().startswith("step,")
+        assert (seed_dir / "eval.csv").read_text().startswith("step,success")
+    header = train.read_checkpoint_header(run_dir / "checkpoint.eqx")
+    assert header["seeds"] == SEEDS and header["seed_steps"] == [70, 70]
+    assert header["step"] == 70 and header["train_config"]["seed"] == CONFIG.seed
+    assert sorted(p.name for p in run_dir.iterdir()) == ["checkpoint.eqx", "seed1", "seed2"]
+
+
+def test_resume_after_an_offline_interruption_continues_exactly(stacked, full_run, tmp_path):
+    run_dir, trained, _, _ = full_run
+
+    def interrupt(steps, info):
+        interrupt.done += steps
+        if interrupt.done == 30 * len(SEEDS):  # after the third offline call of both seeds
+            raise KeyboardInterrupt
+
+    interrupt.done = 0
+    envs = [DensePointMass(), DensePointMass()]
+    with pytest.raises(KeyboardInterrupt):
+        train.train_seeds(stacked, DATA, envs, CONFIG, tmp_path, progress=interrupt)
+    assert train.read_checkpoint_header(tmp_path / "checkpoint.eqx")["seed_steps"] == [30, 30]
+    resumed, _ = train.train_seeds(stacked, DATA, envs, CONFIG, tmp_path, resume=True)
+    for a, b in zip(arrays(trained), arrays(resumed), strict=True):
+        np.testing.assert_array_equal(a, b)
+    for seed in SEEDS:
+        for stream in ("train", "eval"):
+            assert rows(run_dir / f"seed{seed}", stream) == rows(tmp_path / f"seed{seed}", stream)
+
+
+def test_resume_from_an_online_checkpoint_continues_exactly(stacked, full_run, tmp_path):
+    run_dir, trained, _, copies = full_run
+    total = CONFIG.offline_steps + CONFIG.online_steps
+    online = [steps for steps in copies if CONFIG.offline_steps < min(steps) < total]
+    assert online, f"no online checkpoint before the end among {list(copies)}"
+    # the full run's logs with an earlier online checkpoint: resuming truncates each seed's
+    # logs at its own step and must write the same rows again
+    shutil.copytree(run_dir, tmp_path, dirs_exist_ok=True)
+    shutil.copy(copies[online[0]], tmp_path / "checkpoint.eqx")
+    envs = [DensePointMass(), DensePointMass()]
+    resumed, _ = train.train_seeds(stacked, DATA, envs, CONFIG, tmp_path, resume=True)
+    for a, b in zip(arrays(trained), arrays(resumed), strict=True):
+        np.testing.assert_array_equal(a, b)
+    for seed in SEEDS:
+        for stream in ("train", "eval"):
+            assert rows(run_dir / f"seed{seed}", stream) == rows(tmp_path / f"seed{seed}", stream)
+
+
+def test_bad_inputs_fail_with_one_line(stacked, full_run, tmp_path):
+    with pytest.raises(ValueError, match="cannot be split evenly over 2 devices"):
+        train.seed_sharding(3, jax.devices()[:1] * 2)
+    with pytest.raises(ValueError, match="2 seeds need 2 environments, got 1"):
+        train.train_seeds(stacked, DATA, [DensePointMass()], CONFIG, tmp_path)
+    with pytest.raises(ValueError, match="needs environments"):
+        train.train_seeds(stacked, DATA, None, CONFIG, tmp_path)
+    with pytest.raises(ValueError, match="must be stacked"):
+        train.train_seeds(train.select_seed(stacked, 0), DATA, None, CONFIG, tmp_path)
+    other_seeds = dataclasses.replace(CONFIG, seed=5, online_steps=0)
+    with pytest.raises(ValueError, match=r"checkpoint of seeds \[1, 2\]"):
+        train.train_seeds(stacked, DATA, None, other_seeds, full_run[0], resume=True)
+
+
+SHARDED = """
+import dataclasses, json, sys
+import equinox as eqx, jax
+sys.path.insert(0, sys.argv[1])
+from test_train import DATA
+from test_train_seeds import agent_config, DensePointMass
+from interpolant_rl import train
+
+assert len(jax.devices()) == 4
+config = train.TrainConfig(offline_steps=20, batch_size=16, horizon=2, updates_per_call=10,
+                           eval_interval=20, eval_episodes=1, seed=3)
+stacked = train.make_agents("fql", 1, 2, range(3, 7), agent_config())
+results = {}
+for name, devices in (("four", None), ("one", jax.devices()[:1])):
+    envs = [DensePointMass() for _ in range(4)]
+    trained, evals = train.train_seeds(
+        stacked, DATA, envs, config, f"{sys.argv[2]}/{name}", devices=devices)
+    leaves = jax.tree.leaves(eqx.filter(trained, eqx.is_array))
+    results[name] = dict(
+        arrays=[x.tolist() for x in leaves], evals=evals,
+        devices=sorted({len(x.sharding.device_set) for x in leaves}),
+        seed_axis=all(x.sharding.spec == jax.sharding.PartitionSpec("seeds") for x in leaves),
+        shard_rows=sorted({s.data.shape[0] for x in leaves for s in x.addressable_shards}))
+print(json.dumps(results))
+"""
+
+
+def test_seeds_shard_over_four_virtual_devices(tmp_path):
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = (
+        env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
+    ).strip()
+    env["JAX_PLATFORMS"] = "cpu"
+    result = subprocess.run(
+        [sys.executable, "-c", SHARDED, str(TESTS), str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = json.loads(result.stdout.splitlines()[-1])
+    four, one = runs["four"], runs["one"]
+    assert four["devices"] == [4] and four["seed_axis"]
+    assert four["shard_rows"] == [1]  # each device holds one seed's slice of every array
+    assert one["devices"] == [1]
+    for a, b in zip(four["arrays"], one["arrays"], strict=True):
+        np.testing.assert_allclose(a, b, rtol=RTOL, atol=ATOL)
+    assert [[r["step"] for r in e] for e in four["evals"]] == [[20]] * 4
+    for a, b in zip(four["evals"], one["evals"], strict=True):
+        assert a[0]["success"] == b[0]["success"]
+        assert a[0]["episode_return"] == pytest.approx(b[0]["episode_return"], rel=RTOL)
