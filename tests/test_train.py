@@ -118,6 +118,30 @@ def test_offline_online_run_logs_and_checkpoints(tmp_path):
     assert tensorboard
 
 
+class RecordingPointMass(PointMass):
+    """Records every reset that interrupts an episode still running."""
+
+    def reset(self, *, seed=None, options=None):
+        if getattr(self, "running", False):
+            self.interrupted.append(self.t)
+        self.running = True
+        return super().reset(seed=seed, options=options)
+
+    def step(self, action):
+        result = super().step(action)
+        self.running = not (result[2] or result[3])
+        return result
+
+
+def test_evaluation_never_interrupts_an_online_episode(tmp_path):
+    env = RecordingPointMass()
+    env.interrupted = []
+    config = dataclasses.replace(CONFIG, eval_interval=7)  # evaluations fall mid-episode
+    _, evals = train.train(make_agent(), DATA, env, config, tmp_path)
+    assert len(evals) >= 8 and env.interrupted == []
+    assert train.evaluation_env(env) is not env and train.evaluation_env(None) is None
+
+
 def test_resume_continues_exactly(tmp_path):
     full_dir, cut_dir = tmp_path / "full", tmp_path / "cut"
     full, _ = train.train(make_agent(), DATA, PointMass(), CONFIG, full_dir)

@@ -14,7 +14,7 @@ import equinox as eqx
 import jax
 import numpy as np
 import pytest
-from test_train import CONFIG, DATA, PointMass
+from test_train import CONFIG as TRAIN_CONFIG, DATA, PointMass
 
 from interpolant_rl import agents, train
 
@@ -23,6 +23,9 @@ from interpolant_rl import agents, train
 # vmapped: XLA batches the matmuls and may order their sums differently, so they agree to float32
 # rounding (observed: <= 2e-6 relative after CONFIG's 70 updates), not bit for bit.
 RTOL, ATOL = 1e-4, 1e-6
+# checkpoints every 10 steps: also one at the first online episode end (step 55), which the
+# online resume test starts from
+CONFIG = dataclasses.replace(TRAIN_CONFIG, checkpoint_interval=10)
 SEEDS = [CONFIG.seed, CONFIG.seed + 1]  # train_seeds trains config.seed + s
 TESTS = Path(__file__).resolve().parent
 

@@ -8,6 +8,7 @@ from ._checkpoint import (
 from ._logging import MetricsLogger as MetricsLogger
 from ._loop import (
     evaluate as evaluate,
+    evaluation_env as evaluation_env,
     NonFiniteLossError as NonFiniteLossError,
     train as train,
     TrainConfig as TrainConfig,

@@ -21,12 +21,14 @@ episode end after that), at the end, and on Ctrl-C; a non-finite loss stops the 
 keeping the last good checkpoint.
 """
 
+import copy
 import dataclasses
 import time
 from pathlib import Path
 from typing import Any
 
 import equinox as eqx
+import gymnasium
 import jax
 import jax.numpy as jnp
 import jax.random as jr
@@ -107,7 +109,21 @@ def _online_call(
     return agent.update(batches, jr.fold_in(key, 1))
 
 
-_add = eqx.filter_jit(ReplayBuffer.add)
+# the old buffer is donated: adding a row must not copy the whole buffer every environment step
+_add = eqx.filter_jit(ReplayBuffer.add, donate="all")
+
+
+def evaluation_env(env):
+    """A second environment configured like `env`, for evaluation: evaluating in the training
+    environment would reset it in the middle of an online episode, which then continued from
+    the evaluation's last state. Registered environments (OGBench's) are re-made from their
+    spec (the same id, keyword arguments and wrappers); others are deep-copied. `None` for
+    `None`."""
+    if env is None:
+        return None
+    if getattr(env, "spec", None) is not None:
+        return gymnasium.make(env.spec)
+    return copy.deepcopy(env)
 
 
 # How every random draw derives from the seed; shared with `train_seeds`, which must derive
@@ -177,6 +193,7 @@ def train(
     header: dict[str, Any] | None = None,
     resume: bool = False,
     progress=None,
+    eval_env=None,
 ) -> tuple[AbstractAgent, list[dict[str, Any]]]:
     """Train `agent` offline on `dataset`, then online in `env` (see the module docstring).
 
@@ -191,9 +208,14 @@ def train(
     - `header`: extra JSON recorded in every checkpoint (e.g. the full run configuration).
     - `resume`: continue from `run_dir/checkpoint.eqx`.
     - `progress`: a callable `progress(steps_done, info: dict)` (e.g. a progress bar's update).
+    - `eval_env`: the environment evaluations run in (default:
+      [`evaluation_env`][interpolant_rl.train.evaluation_env]`(env)`, a separate copy, so an
+      evaluation never interrupts an online episode).
 
     **Returns:** `(agent, eval_rows)`.
     """
+    if eval_env is None:
+        eval_env = evaluation_env(env)
     run_dir = Path(run_dir)
     checkpoint_path = run_dir / "checkpoint.eqx"
     obs_dim, action_dim = dataset.obs_dim, dataset.action_dim
@@ -215,14 +237,14 @@ def train(
         save_checkpoint(checkpoint_path, (agent, buffer), dict(header, step=step, episode=episode))
 
     def maybe_evaluate(force=False):
-        if env is None:
+        if eval_env is None:
             return
         if force or (step % config.eval_interval == 0 and step > 0):
             if any(row["step"] == step for row in logger.rows("eval")):
                 return
             start = time.perf_counter()
             result = evaluate(
-                agent, env, config.eval_episodes, config.horizon, _evaluation_seed(step)
+                agent, eval_env, config.eval_episodes, config.horizon, _evaluation_seed(step)
             )
             row = dict(step=step, **result, eval_time_s=time.perf_counter() - start)
             logger.log("eval", row)

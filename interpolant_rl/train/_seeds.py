@@ -64,6 +64,7 @@ from ._loop import (
     _online_call,
     _online_size,
     _reset_seed,
+    evaluation_env,
     NonFiniteLossError,
     TrainConfig,
 )
@@ -407,6 +408,8 @@ def train_seeds(
             raise ValueError(f"train_seeds: {num} seeds need {num} environments, got {len(envs)}")
     elif config.online_steps > 0:
         raise ValueError("train_seeds: online_steps > 0 needs environments (envs=None)")
+    # separate evaluation environments, as in `train`: never reset an online episode midway
+    eval_envs = None if envs is None else [evaluation_env(env) for env in envs]
     checkpoint_path = run_dir / "checkpoint.eqx"
     obs_dim, action_dim = dataset.obs_dim, dataset.action_dim
     total = config.offline_steps + config.online_steps
@@ -473,7 +476,7 @@ def train_seeds(
         start = time.perf_counter()
         results = _evaluate_seeds(
             agents,
-            envs,
+            eval_envs,
             which,
             [_evaluation_seed(step) for step in steps],
             config.eval_episodes,
