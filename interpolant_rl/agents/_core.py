@@ -10,6 +10,8 @@ update into pure policy extraction against a known $Q$ (the exact-tilt benchmark
 
 import abc
 import dataclasses
+import functools
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -18,7 +20,9 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
+import numpy as np
 import optax
+from jax.extend import core as jex_core
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, PyTree
 
 from .._interpolant import AbstractInterpolant, LinearInterpolant
@@ -125,8 +129,20 @@ def check_positive(name: str, value: int | float, *, allow_zero: bool = False) -
 
 
 def adam(learning_rate: float, grad_clip: float | None = None) -> optax.GradientTransformation:
-    """Adam, optionally after global-norm clipping of the gradient (the QAM protocol clips at 1)."""
+    """Adam, optionally after global-norm clipping of the gradient (the QAM protocol clips at 1).
+
+    Equal arguments return the *same* object. The optimiser is a static field of
+    [`Trained`][interpolant_rl.agents.Trained], so it is part of what `jit` caches on, and optax
+    builds new (unequal) functions on every call: without this, every freshly created agent
+    would recompile `update` and `act`, even for an identical configuration (tests, several
+    seeds in one process).
+    """
     _check_learning(learning_rate, grad_clip)
+    return _adam(float(learning_rate), None if grad_clip is None else float(grad_clip))
+
+
+@functools.cache
+def _adam(learning_rate: float, grad_clip: float | None) -> optax.GradientTransformation:
     if grad_clip is None:
         return optax.adam(learning_rate)
     return optax.chain(optax.clip_by_global_norm(grad_clip), optax.adam(learning_rate))
@@ -178,9 +194,22 @@ class AbstractCritic(eqx.Module):
     ) -> tuple["AbstractCritic", Metrics]:
         """One TD update, given the policy's actions at the next observations."""
 
+    def batch_values(
+        self, obs: Float[Array, "batch obs_dim"], actions: Float[Array, "batch action_dim"]
+    ) -> Array:
+        """The online values of a batch, shape `(batch, K)`: `jax.vmap(values)` by default;
+        critics override it with a faster batched evaluation (as `LearnedCritic` does)."""
+        return jax.vmap(self.values)(obs, actions)
+
+    def target_batch_values(
+        self, obs: Float[Array, "batch obs_dim"], actions: Float[Array, "batch action_dim"]
+    ) -> Array:
+        """The target-network values of a batch, shape `(batch, K)` (see `batch_values`)."""
+        return jax.vmap(self.target_values)(obs, actions)
+
     def mean_values(self, obs, actions):
         """Ensemble-mean online values of a batch, shape `(batch,)`."""
-        return jnp.mean(jax.vmap(self.values)(obs, actions), axis=-1)
+        return jnp.mean(self.batch_values(obs, actions), axis=-1)
 
     def target_mean_gradient(self, cond, action):
         r"""$\nabla_a \bar Q^-(s, \operatorname{clip}(a, -1, 1))$ of the target ensemble mean (the
@@ -198,6 +227,11 @@ class LearnedCritic(AbstractCritic):
       y_i = r_i + \gamma^h m_i\big(\bar Q^-(s_i', a_i') - \rho\,\mathrm{std}\,Q^-(s_i', a_i')\big),$$
 
     with $a'$ the agent's policy at $s'$ and $w$ the batch's validity weights.
+
+    Batches are evaluated with
+    [`CriticEnsemble.batch_values`][interpolant_rl.nn.CriticEnsemble.batch_values] (members
+    outermost, which XLA compiles without a transpose around every layer), here and in
+    `batch_values` / `mean_values`, which the agents' actor losses use.
 
     **Fields:** `online` (a `Trained` ensemble), `target`, `config` (static).
     """
@@ -226,9 +260,15 @@ class LearnedCritic(AbstractCritic):
     def target_values(self, cond, action):
         return self.target(cond, action)
 
+    def batch_values(self, obs, actions):
+        return self.online.model.batch_values(obs, actions)
+
+    def target_batch_values(self, obs, actions):
+        return self.target.batch_values(obs, actions)
+
     def step(self, batch, next_actions):
         config = self.config
-        next_values = jax.vmap(self.target)(batch.next_observations, next_actions)
+        next_values = self.target.batch_values(batch.next_observations, next_actions)
         targets = jax.vmap(
             lambda r, m, q: td_target(
                 r, m, q, discount=config.discount, horizon=config.horizon, rho=config.rho
@@ -237,7 +277,7 @@ class LearnedCritic(AbstractCritic):
         targets = jax.lax.stop_gradient(targets)
 
         def loss_fn(ensemble):
-            values = jax.vmap(ensemble)(batch.observations, batch.actions)
+            values = ensemble.batch_values(batch.observations, batch.actions)
             errors = jnp.mean((values - targets[:, None]) ** 2, axis=-1)
             loss = _weighted_mean(errors, batch.valid)
             return loss, dict(critic_loss=loss, q_mean=jnp.mean(values))
@@ -269,6 +309,27 @@ class FixedCritic(AbstractCritic):
 
 # --------------------------------------------------------------------------------------------
 # Agents
+
+
+class _pytree_method:  # lower case: used as a decorator
+    """A method bound as a `jax.tree_util.Partial` rather than an `eqx.BoundMethod`.
+
+    Equinox turns every method looked up on a module into an `eqx.BoundMethod`, a pytree (so
+    that `jit(module.method)` treats the module's arrays as arguments); building one walks the
+    whole module (`tree_leaves` of it, to warn about transformed functions), which for a
+    paper-size agent costs about as much as running a one-step policy. `act` is looked up
+    once per environment chunk, so it is bound this way instead: still a pytree with the
+    agent as its argument, built in constant time. Looked up on the class, it is the plain
+    function.
+    """
+
+    def __init__(self, function):
+        functools.update_wrapper(self, function)
+
+    def __get__(self, instance, owner=None):
+        if instance is None:
+            return self.__wrapped__
+        return jax.tree_util.Partial(self.__wrapped__, instance)
 
 
 class AbstractAgent(eqx.Module):
@@ -321,15 +382,38 @@ class AbstractAgent(eqx.Module):
         - `key`: a PRNG key, split into one key per step.
 
         **Returns:** `(agent, metrics)` with each metric of shape `(num_updates,)`.
+
+        The agent passed in stays valid: its buffers are not donated to the new agent, which
+        would save one copy of every parameter and optimiser state per call but invalidate
+        the old agent, and callers keep it (to compare parameters before and after, or to
+        checkpoint the last good agent when a step fails or is interrupted). Under an outer
+        `jit`, as in the training loop, donating here would have no effect anyway: only the
+        outermost call's arguments can be donated.
         """
         return _scan_updates(self, batch, key)
 
+    @_pytree_method
     def act(
         self, observations: Float[ArrayLike, "*batch obs_dim"], key: PRNGKeyArray
     ) -> Float[Array, "*batch action_dim"]:
         """Actions in $[-1, 1]$ for one observation `(obs_dim,)` or a batch `(n, obs_dim)`
-        (NumPy or JAX; jitted)."""
-        return _act(self, jnp.asarray(observations, dtype=jnp.float32), key)
+        (NumPy or JAX), from `policy`, compiled.
+
+        Acting is the online rollout's inner loop, so it is kept cheap. `policy` is traced and
+        compiled once per agent *structure* (what `eqx.filter_jit` would compile for: equal
+        configurations share it) and observation shape, and each call passes only the arrays
+        that `policy` reads (found on the traced program: a one-step policy's 10 of an agent's
+        100-180, which also hold the critic, targets and optimiser states). An agent's arrays
+        are gathered once, on its first `act`, so repeated calls cost little more than the
+        compiled program; a new agent (e.g. after `update`) pays one flatten of its tree.
+        Agents need nothing beyond `policy` for this. Looking up `agent.act` does not flatten
+        the agent either (Equinox's bound methods do).
+        """
+        if not (
+            isinstance(observations, np.ndarray | jax.Array) and observations.dtype == np.float32
+        ):
+            observations = jnp.asarray(observations, dtype=jnp.float32)
+        return _bound_policy(self)(observations, key)
 
 
 @eqx.filter_jit
@@ -346,11 +430,141 @@ def _scan_updates(agent, batch, key):
     return eqx.combine(arrays, static), metrics
 
 
-@eqx.filter_jit
-def _act(agent, observations, key):
+# --------------------------------------------------------------------------------------------
+# Acting: the compiled policy, fed only the arrays it reads
+
+
+def _policy_actions(agent, observations, key):
     if observations.ndim == 1:
         return agent.policy(observations[None], key)[0]
     return agent.policy(observations, key)
+
+
+def _live_inputs(jaxpr) -> list[bool]:
+    # Backward liveness over the top-level equations: an input is live if an output or an
+    # effect depends on it. Conservative (an equation with a live output keeps all its inputs,
+    # e.g. every argument of a nested jit), hence always safe.
+    live = {v for v in jaxpr.outvars if isinstance(v, jex_core.Var)}
+    for eqn in reversed(jaxpr.eqns):
+        if eqn.effects or any(v in live for v in eqn.outvars):
+            live.update(v for v in eqn.invars if isinstance(v, jex_core.Var))
+    return [v in live for v in jaxpr.invars]
+
+
+class _PolicyProgram:
+    """`policy` of one agent structure at one input signature, compiled: `used` are the
+    positions (among the agent's array leaves) of the arrays it reads, `call(used_arrays,
+    observations, key)` the jitted program.
+
+    The policy is traced once to a jaxpr with every array of the agent as an input; inputs no
+    output depends on are dropped from the call, and the jitted program evaluates *that* jaxpr
+    with zeros in their place (read by nothing, removed by XLA). Because the program is the
+    traced jaxpr itself, the dropped arrays cannot matter by construction.
+    """
+
+    def __init__(self, treedef, statics, array_avals, observations, key):
+        def full(arrays, observations, key):
+            arrays = iter(arrays)
+            leaves = [next(arrays) if leaf is _ARRAY else leaf for leaf in statics]
+            agent = jax.tree_util.tree_unflatten(treedef, leaves)
+            return _policy_actions(agent, observations, key)
+
+        closed, out_shape = jax.make_jaxpr(full, return_shape=True)(array_avals, observations, key)
+        live = _live_inputs(closed.jaxpr)
+        num_arrays = len(array_avals)
+        # extended dtypes (PRNG keys) have no zeros: such leaves are always passed
+        self.used = tuple(
+            i
+            for i, aval in enumerate(array_avals)
+            if live[i] or jax.dtypes.issubdtype(aval.dtype, jax.dtypes.extended)
+        )
+        dead = [(i, aval) for i, aval in enumerate(array_avals) if i not in self.used]
+        out_tree = jax.tree.structure(out_shape)
+        evaluate = jex_core.jaxpr_as_fun(closed)
+        used = self.used
+
+        def call(used_arrays, observations, key):
+            arrays = [None] * num_arrays
+            for i, array in zip(used, used_arrays, strict=True):
+                arrays[i] = array
+            for i, aval in dead:
+                arrays[i] = jnp.zeros(aval.shape, aval.dtype)
+            return jax.tree.unflatten(out_tree, evaluate(*arrays, observations, key))
+
+        self.call = jax.jit(call)
+
+
+class _Array:
+    def __repr__(self):
+        return "<array>"
+
+
+_ARRAY = _Array()  # marks an array leaf in an agent's static leaves
+# (treedef, static leaves, array avals) -> {input signature -> program}; unbounded, like jit's
+_PROGRAMS: dict[Any, dict[Any, _PolicyProgram]] = {}
+# id(agent) -> (weak reference, bound policy): an agent's arrays are gathered once
+_BOUND: dict[int, tuple[weakref.ref, "_BoundPolicy"]] = {}
+
+
+class _BoundPolicy:
+    """One agent's `act`: its arrays, flattened once, and the programs of its structure.
+
+    The structure key is what `eqx.filter_jit` compiles for (the tree definition with its
+    static fields, every non-array leaf, and the shape and dtype of every array), so two agents
+    share programs exactly when `filter_jit` would share a compilation. Per call: one lookup of
+    the program for the input signature and one jitted call on the arrays that program reads.
+    """
+
+    def __init__(self, agent):
+        leaves, self.treedef = jax.tree_util.tree_flatten(agent)
+        self.arrays, statics = [], []
+        for leaf in leaves:
+            if eqx.is_array(leaf):
+                self.arrays.append(leaf)
+                statics.append(_ARRAY)
+            else:
+                statics.append(leaf)
+        self.statics = tuple(statics)
+        self.avals = tuple(
+            (array.shape, array.dtype, getattr(array, "weak_type", False)) for array in self.arrays
+        )
+        self.traced = any(isinstance(array, jax.core.Tracer) for array in self.arrays)
+        self.programs = _PROGRAMS.setdefault((self.treedef, self.statics, self.avals), {})
+        self.arguments: dict[Any, tuple] = {}  # input signature -> the arrays its program reads
+
+    def __call__(self, observations, key):
+        signature = (observations.shape, observations.dtype, key.shape, key.dtype)
+        program = self.programs.get(signature)
+        if program is None:
+            program = _PolicyProgram(
+                self.treedef,
+                self.statics,
+                [jax.ShapeDtypeStruct(*aval[:2], weak_type=aval[2]) for aval in self.avals],
+                jax.ShapeDtypeStruct(observations.shape, observations.dtype),
+                jax.ShapeDtypeStruct(key.shape, key.dtype),
+            )
+            self.programs[signature] = program
+        arguments = self.arguments.get(signature)
+        if arguments is None:
+            arguments = tuple(self.arrays[i] for i in program.used)
+            self.arguments[signature] = arguments
+        return program.call(arguments, observations, key)
+
+
+def _bound_policy(agent: "AbstractAgent") -> _BoundPolicy:
+    entry = _BOUND.get(id(agent))
+    if entry is not None and entry[0]() is agent:
+        return entry[1]
+    bound = _BoundPolicy(agent)
+    if not bound.traced:  # (inside a transformation: nothing kept, no tracer leaks)
+        key = id(agent)
+
+        def forget(reference):
+            if _BOUND.get(key, (None,))[0] is reference:
+                del _BOUND[key]
+
+        _BOUND[key] = (weakref.ref(agent, forget), bound)
+    return bound
 
 
 # --------------------------------------------------------------------------------------------

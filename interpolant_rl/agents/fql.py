@@ -23,7 +23,7 @@ from jaxtyping import PRNGKeyArray
 
 from .._interpolant import LinearInterpolant
 from ..nn import OneStepPolicy, VelocityField
-from ..objectives import one_step_distillation_loss
+from ..objectives import normalised_q_loss, one_step_distillation_loss
 from ._core import (
     AbstractAgent,
     AbstractCritic,
@@ -76,8 +76,25 @@ class OneStepDistilled(eqx.Module):
         return cls(Trained.create(policy, optimiser), action_dim, alpha, normalise_q)
 
     def step(self, critic: AbstractCritic, batch: Batch, teacher: Callable, key: PRNGKeyArray):
-        """One step on the distillation + Q loss; `teacher(observations, noise) -> actions`."""
+        """One step on the distillation + Q loss; `teacher(observations, noise) -> actions`.
+
+        With `alpha == 0` (QAM-FQL's default) the distillation term is multiplied by zero, so
+        the teacher is not run at all (a 10-step flow per update that XLA cannot remove, since
+        `0.0 * x` is not `0` for non-finite `x`): the loss is the Q term alone, with the same
+        value and gradient, and the `distillation_loss` metric is left out.
+        """
         noise = jr.normal(key, batch.actions.shape)
+        if self.alpha == 0:  # static: decided when tracing
+
+            def q_only_loss(policy):
+                actions = jax.vmap(policy)(noise, batch.observations)
+                q = critic.mean_values(batch.observations, jnp.clip(actions, -1.0, 1.0))
+                q_loss = normalised_q_loss(q) if self.normalise_q else -jnp.mean(q)
+                return q_loss, dict(q_loss=q_loss)
+
+            policy, metrics = self.policy.minimise(q_only_loss)
+            return dataclasses.replace(self, policy=policy), metrics
+
         teacher_actions = teacher(batch.observations, noise)
 
         def loss_fn(policy):

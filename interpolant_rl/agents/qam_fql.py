@@ -7,6 +7,9 @@ one-step policy ([`OneStepDistilled`][interpolant_rl.agents.fql.OneStepDistilled
 $\alpha\|\mu_\omega(s, z) - \mathrm{ODE}_{f_\theta}(s, z)\|^2 - Q(s, \mu_\omega(s, z))$, whose
 teacher is the *fine-tuned* flow $f_\theta$ (FQL's is the behaviour flow). Act with
 $\mu_\omega$ (one network evaluation).
+
+At the default $\alpha = 0$ the distillation term vanishes and the teacher's $T$-step ODE is
+not run (the one-step policy just climbs the critic); the flows are still trained.
 """
 
 import dataclasses
@@ -24,7 +27,7 @@ class QAMFQLConfig:
     """QAM-FQL hyperparameters (defaults: cube-double, (tau, alpha) = (1, 0))."""
 
     qam: QAMConfig = QAMConfig()  # the adjoint-matched flow (tau = 1; 10 on cube-triple)
-    alpha: float = 0.0  # distillation weight of the one-step policy (300 on cube-triple)
+    alpha: float = 0.0  # distillation weight (300 on cube-triple); 0 skips the teacher flow
     normalise_q: bool = False  # divide the one-step policy's Q term by sg(mean|Q|)
 
     def __post_init__(self):

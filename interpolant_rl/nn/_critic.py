@@ -1,6 +1,7 @@
 r"""Critic ensembles, pessimistic values and TD targets."""
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, ArrayLike, Bool, Float, PRNGKeyArray
@@ -21,7 +22,8 @@ class CriticEnsemble(eqx.Module):
     optimiser state and one EMA update cover the whole ensemble.
 
     Combine the $K$ values with [`interpolant_rl.nn.pessimistic`][] (mean $-\ \rho\cdot$std) or
-    take their mean / minimum directly.
+    take their mean / minimum directly. For a batch, prefer `batch_values` to `jax.vmap` of the
+    call: same values, compiled without a transpose around every layer.
 
     **Fields:** `critics` (the stacked MLP), `action_dim`, `obs_dim`, `num_critics`.
     """
@@ -75,6 +77,61 @@ class CriticEnsemble(eqx.Module):
         inputs = _network_input("CriticEnsemble", self.obs_dim, cond, action, self.action_dim)
         evaluate = eqx.filter_vmap(_evaluate_member, in_axes=(eqx.if_array(0), None))
         return evaluate(self.critics, inputs)
+
+    def batch_values(
+        self,
+        cond: Float[Array, "batch obs_dim"] | None,
+        actions: Float[Array, "batch action_dim"],
+    ) -> Float[Array, "batch num_critics"]:
+        r"""The $K$ values of a batch of states and actions: `jax.vmap(ensemble)(cond, actions)`
+        up to float rounding, laid out for speed. Use it wherever a whole batch is evaluated.
+
+        **Arguments:** `cond` (shape `(batch, obs_dim)`, or `None` when `obs_dim == 0`) and
+        `actions` (shape `(batch, action_dim)`).
+
+        **Returns:** the values, shape `(batch, num_critics)`.
+
+        Why a separate method: vmapping the per-sample call over the batch puts the batch
+        axis *outside* the member axis, so every layer's matmul, batched over the $K$ members,
+        sees activations laid out `(batch, K, width)` and XLA transposes them to `(K, batch,
+        width)` and back around every matmul, forward and backward. Here each member runs on
+        the whole batch (a vmap over members of a batched MLP): activations stay `(K, batch,
+        width)` and only the `(K, batch)` result is transposed. At $K = 10$, batch 256,
+        4 x 512, the compiled TD step of
+        [`LearnedCritic`][interpolant_rl.agents.LearnedCritic] (target values, loss, gradient,
+        Adam, EMA) goes from 62 transposes and 76 copies to 6 and 30, and takes about 20 % less
+        CPU time. The parameters and their layout are the same as for the per-sample call.
+        """
+        if jnp.ndim(actions) != 2 or jnp.shape(actions)[1] != self.action_dim:
+            raise ValueError(
+                f"CriticEnsemble.batch_values expects actions of shape (batch, {self.action_dim}), "
+                f"got {jnp.shape(actions)}"
+            )
+        batch = jnp.shape(actions)[0]
+        if self.obs_dim == 0:
+            if cond is not None and jnp.size(cond) != 0:
+                raise ValueError(
+                    "CriticEnsemble was built with obs_dim=0 (unconditional): pass cond=None, "
+                    f"got cond of shape {jnp.shape(cond)}"
+                )
+            inputs = actions
+        elif cond is None:
+            raise ValueError(
+                f"CriticEnsemble was built with obs_dim={self.obs_dim}: cond must be given"
+            )
+        elif jnp.shape(cond) != (batch, self.obs_dim):
+            raise ValueError(
+                f"CriticEnsemble.batch_values expects cond of shape ({batch}, {self.obs_dim}), "
+                f"got {jnp.shape(cond)}"
+            )
+        else:
+            inputs = jnp.concatenate([cond.astype(actions.dtype), actions], axis=-1)
+
+        def member_values(critic):  # one member on the whole batch: (batch,)
+            return jax.vmap(critic)(inputs)[:, 0]
+
+        values = eqx.filter_vmap(member_values, in_axes=eqx.if_array(0))(self.critics)
+        return values.T
 
 
 def pessimistic(
