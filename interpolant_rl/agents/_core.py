@@ -213,7 +213,9 @@ class AbstractCritic(eqx.Module):
 
     def target_mean_gradient(self, cond, action):
         r"""$\nabla_a \bar Q^-(s, \operatorname{clip}(a, -1, 1))$ of the target ensemble mean (the
-        QAM reference's terminal condition), for one state and action."""
+        QAM reference's terminal condition), for one state and action. The derivative is taken
+        *through* the clip, as the reference does: coordinates of $a$ outside $[-1, 1]$ get a zero
+        gradient."""
         return jax.grad(lambda a: jnp.mean(self.target_values(cond, jnp.clip(a, -1.0, 1.0))))(
             action
         )
