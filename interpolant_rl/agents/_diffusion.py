@@ -13,7 +13,15 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from .._interpolant import VariancePreservingInterpolant
 from ..nn import VelocityField
 from ..objectives import ddpm_sample, NoisePrediction
-from ._core import AbstractCritic, build_network, Metrics, NetworkConfig, Trained
+from ._core import (
+    AbstractCritic,
+    adam,
+    build_network,
+    LearnedCritic,
+    Metrics,
+    NetworkConfig,
+    Trained,
+)
 
 
 class DiffusionPolicy(eqx.Module):
@@ -79,3 +87,22 @@ def noisy_action_gradient(critic: AbstractCritic) -> Callable:
         return jax.grad(lambda a: jnp.mean(critic.target_values(cond, a)))(action)
 
     return gradient
+
+
+def create_diffusion_agent(agent_class: type, obs_dim: int, action_dim: int, key, config):
+    """`agent_class(diffusion, critic, config)` with a fresh noise-prediction policy on the
+    config's VP schedule and a fresh [`LearnedCritic`][interpolant_rl.agents.LearnedCritic]:
+    the construction QSM and DAC share (their configs have the same actor, schedule and
+    optimiser fields)."""
+    actor_key, critic_key = jr.split(key)
+    diffusion = DiffusionPolicy.create(
+        obs_dim,
+        action_dim,
+        config.actor,
+        adam(config.learning_rate, config.grad_clip),
+        VariancePreservingInterpolant(config.beta_min, config.beta_max),
+        config.diffusion_steps,
+        actor_key,
+    )
+    critic = LearnedCritic.create(obs_dim, action_dim, config.critic, critic_key)
+    return agent_class(diffusion, critic, config)

@@ -31,7 +31,6 @@ import dataclasses
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import jax.random as jr
 from jaxtyping import PRNGKeyArray
 
 from .._interpolant import VariancePreservingInterpolant
@@ -39,13 +38,11 @@ from ..objectives import soft_q_guidance_loss
 from ._core import (
     AbstractAgent,
     AbstractCritic,
-    adam,
     check_positive,
     CriticConfig,
-    LearnedCritic,
     NetworkConfig,
 )
-from ._diffusion import DiffusionPolicy, noisy_action_gradient
+from ._diffusion import create_diffusion_agent, DiffusionPolicy, noisy_action_gradient
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,16 +108,4 @@ def create(
     obs_dim: int, action_dim: int, key: PRNGKeyArray, config: DACConfig = DACConfig()
 ) -> DAC:
     """A fresh DAC agent (random noise-prediction network and critic)."""
-    actor_key, critic_key = jr.split(key)
-    diffusion = DiffusionPolicy.create(
-        obs_dim,
-        action_dim,
-        config.actor,
-        adam(config.learning_rate, config.grad_clip),
-        VariancePreservingInterpolant(config.beta_min, config.beta_max),
-        config.diffusion_steps,
-        actor_key,
-    )
-    return DAC(
-        diffusion, LearnedCritic.create(obs_dim, action_dim, config.critic, critic_key), config
-    )
+    return create_diffusion_agent(DAC, obs_dim, action_dim, key, config)

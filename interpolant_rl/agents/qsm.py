@@ -31,7 +31,6 @@ agents page), so the field is not called `tau`.
 import dataclasses
 
 import equinox as eqx
-import jax.random as jr
 from jaxtyping import PRNGKeyArray
 
 from .._interpolant import VariancePreservingInterpolant
@@ -39,13 +38,11 @@ from ..objectives import q_score_matching_loss
 from ._core import (
     AbstractAgent,
     AbstractCritic,
-    adam,
     check_positive,
     CriticConfig,
-    LearnedCritic,
     NetworkConfig,
 )
-from ._diffusion import DiffusionPolicy, noisy_action_gradient
+from ._diffusion import create_diffusion_agent, DiffusionPolicy, noisy_action_gradient
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,16 +105,4 @@ def create(
     obs_dim: int, action_dim: int, key: PRNGKeyArray, config: QSMConfig = QSMConfig()
 ) -> QSM:
     """A fresh QSM agent (random noise-prediction network and critic)."""
-    actor_key, critic_key = jr.split(key)
-    diffusion = DiffusionPolicy.create(
-        obs_dim,
-        action_dim,
-        config.actor,
-        adam(config.learning_rate, config.grad_clip),
-        VariancePreservingInterpolant(config.beta_min, config.beta_max),
-        config.diffusion_steps,
-        actor_key,
-    )
-    return QSM(
-        diffusion, LearnedCritic.create(obs_dim, action_dim, config.critic, critic_key), config
-    )
+    return create_diffusion_agent(QSM, obs_dim, action_dim, key, config)
