@@ -6,8 +6,10 @@ the test modules at collection, after pytest's jaxtyping import hook (`--jaxtypi
 pyproject.toml) is installed, so every annotated function is checked at run time.
 """
 
+import gc
 import os
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 
@@ -27,3 +29,20 @@ settings.register_profile(
     print_blob=True,
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """Drop every compiled XLA program after each test module.
+
+    Each CPU executable keeps a handful of memory mappings for its JIT-compiled code, and jit caches
+    keep executables alive for the life of the process. The whole suite compiles thousands of
+    programs, which in one process exceeded Linux's default `vm.max_map_count` (65530) and made
+    XLA segfault inside `backend_compile`. Modules still share compiled functions between their
+    own tests; nothing is shared across modules.
+    """
+    yield
+    import jax  # imported late: the jaxtyping import hook must be installed before the package
+
+    jax.clear_caches()
+    gc.collect()
