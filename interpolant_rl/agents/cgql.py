@@ -34,7 +34,6 @@ import dataclasses
 from typing import Literal
 
 import equinox as eqx
-import jax
 import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import PRNGKeyArray
@@ -125,7 +124,7 @@ class CGQL(AbstractAgent):
         noisy = self.noisy_critic
         if noisy is not None:
             obs, actions = batch.observations, batch.actions
-            targets = jnp.mean(jax.vmap(self.critic.target_values)(obs, actions), axis=-1)
+            targets = jnp.mean(self.critic.target_batch_values(obs, actions), axis=-1)
 
             def loss_fn(network):
                 loss = noisy_critic_loss(

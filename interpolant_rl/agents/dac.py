@@ -78,7 +78,7 @@ class DAC(AbstractAgent):
         gradient = noisy_action_gradient(self.critic)
         scale = 1.0
         if config.normalise_q:
-            values = jax.vmap(self.critic.target_values)(batch.observations, batch.actions)
+            values = self.critic.target_batch_values(batch.observations, batch.actions)
             scale = 1.0 / jnp.maximum(jax.lax.stop_gradient(jnp.mean(jnp.abs(values))), 1e-6)
 
         def loss_fn(field):

@@ -110,9 +110,7 @@ class DSRL(AbstractAgent):
     ) -> Float[Array, "batch num_critics"]:
         r"""The noise critic's regression targets $Q_k(s, \Phi(s, z))$ (the action critic's
         online members), shape `(batch, K)`."""
-        return jax.vmap(self.critic.values)(
-            observations, self.actions_from_noise(observations, noise)
-        )
+        return self.critic.batch_values(observations, self.actions_from_noise(observations, noise))
 
     def actor_step(self, batch, key):
         bc_key, noise_key, actor_key = jr.split(key, 3)
@@ -129,14 +127,14 @@ class DSRL(AbstractAgent):
             targets = jnp.mean(targets, axis=-1, keepdims=True)  # another size: the mean
 
         def distillation_loss(ensemble):
-            values = jax.vmap(ensemble)(observations, noise)  # member k against target k
+            values = ensemble.batch_values(observations, noise)  # member k against target k
             loss = jnp.mean((values - targets) ** 2)
             return loss, loss
 
         noise_critic, distil_loss = self.noise_critic.minimise(distillation_loss)
 
         def noise_q(obs, unit_noise):
-            values = jax.vmap(noise_critic.model)(obs, scale * unit_noise)
+            values = noise_critic.model.batch_values(obs, scale * unit_noise)
             return jnp.mean(values, axis=-1)
 
         noise_actor, metrics = self.noise_actor.step(noise_q, observations, actor_key)

@@ -83,7 +83,7 @@ class FAWAC(AbstractAgent):
     def actor_step(self, batch, key):
         config = self.config
         obs, actions = batch.observations, batch.actions
-        targets = jnp.mean(jax.vmap(self.critic.target_values)(obs, actions), axis=-1)
+        targets = jnp.mean(self.critic.target_batch_values(obs, actions), axis=-1)
         value, value_loss = expectile_value_step(
             self.value, obs, targets, config.value_expectile, batch.valid
         )

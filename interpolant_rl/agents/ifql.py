@@ -166,10 +166,16 @@ class ExpectileCritic(AbstractCritic):
     def target_values(self, cond, action):
         return self.target(cond, action)
 
+    def batch_values(self, obs, actions):
+        return self.online.model.batch_values(obs, actions)
+
+    def target_batch_values(self, obs, actions):
+        return self.target.batch_values(obs, actions)
+
     def step(self, batch, next_actions):
         del next_actions  # the target bootstraps from V(s'), not from Q(s', a')
         config = self.config
-        data_values = jax.vmap(self.target)(batch.observations, batch.actions)
+        data_values = self.target.batch_values(batch.observations, batch.actions)
         value, value_loss = expectile_value_step(
             self.value,
             batch.observations,
@@ -186,7 +192,7 @@ class ExpectileCritic(AbstractCritic):
         targets = jax.lax.stop_gradient(targets)
 
         def loss_fn(ensemble):
-            q = jax.vmap(ensemble)(batch.observations, batch.actions)
+            q = ensemble.batch_values(batch.observations, batch.actions)
             loss = _weighted_mean(jnp.mean((q - targets[:, None]) ** 2, axis=-1), batch.valid)
             return loss, dict(critic_loss=loss, q_mean=jnp.mean(q))
 
@@ -223,9 +229,11 @@ class IFQL(AbstractAgent):
 
     def policy(self, observations, key):
         candidates = self.candidates(observations, key)
-        scores = jax.vmap(  # min_k Q_k(s, a_j) for every state and candidate
-            lambda s, actions: jnp.min(jax.vmap(self.critic.values, (None, 0))(s, actions), -1)
-        )(observations, candidates)
+        batch, n, dim = candidates.shape
+        values = self.critic.batch_values(  # Q_k(s, a_j), flattened over (state, candidate)
+            jnp.repeat(observations, n, axis=0), candidates.reshape(batch * n, dim)
+        )
+        scores = jnp.min(values, axis=-1).reshape(batch, n)  # min_k Q_k(s, a_j)
         best = jnp.argmax(scores, axis=-1)
         return jnp.take_along_axis(candidates, best[:, None, None], axis=1)[:, 0]
 
