@@ -2,8 +2,9 @@
 
     python experiments/plot.py runs/qam-*-seed* runs/fql-*-seed* --out curves.png [--metric success]
 
-Runs are grouped by their agent and environment (from each `summary.json`, or the checkpoint
-header for unfinished runs); each group is one curve of `eval.jsonl`'s metric against the step,
+A `--num-seeds` run directory counts as its `seed{k}` directories, finished or not. Runs are
+grouped by their agent and environment (from each `summary.json`, or the checkpoint header for
+unfinished runs); each group is one curve of `eval.jsonl`'s metric against the step,
 averaged over the group's seeds with a Student-t 95% interval. Needs matplotlib
 (`pip install -e ".[plot]"`).
 """
@@ -17,14 +18,31 @@ from pathlib import Path
 import numpy as np
 
 
-def _label(run_dir: Path) -> str:
-    summary = run_dir / "summary.json"
-    if summary.exists():
-        config = json.loads(summary.read_text())["config"]
-    else:
-        from interpolant_rl.train import read_checkpoint_header
+def _seed_dirs(run_dir: Path) -> list[Path]:
+    """A `--num-seeds` run directory stands for its `seed{k}` directories; any other for itself."""
+    if not (run_dir / "eval.jsonl").exists():
+        seeds = sorted(d for d in run_dir.glob("seed*") if (d / "eval.jsonl").exists())
+        if seeds:
+            return seeds
+    return [run_dir]
 
-        config = read_checkpoint_header(run_dir / "checkpoint.eqx")["run"]
+
+def _label(run_dir: Path) -> str:
+    # finished: the run's own summary.json; unfinished: the checkpoint header, which a seed of a
+    # `--num-seeds` run shares with its siblings in the parent directory
+    for directory in (run_dir, run_dir.parent):
+        summary = directory / "summary.json"
+        if summary.exists():
+            config = json.loads(summary.read_text())["config"]
+            break
+        checkpoint = directory / "checkpoint.eqx"
+        if checkpoint.exists():
+            from interpolant_rl.train import read_checkpoint_header
+
+            config = read_checkpoint_header(checkpoint)["run"]
+            break
+    else:
+        raise ValueError(f"{run_dir}: no summary.json or checkpoint.eqx (not a run directory?)")
     return f"{config['agent']} · {config['env']}"
 
 
@@ -70,7 +88,7 @@ def main(argv=None) -> int:
         return 2
     groups = defaultdict(list)
     try:
-        for run in args.runs:
+        for run in (seed for given in args.runs for seed in _seed_dirs(given)):
             groups[_label(run)].append(_curve(run, args.metric))
     except (ValueError, OSError, KeyError) as error:
         print(f"plot.py: error: {error}", file=sys.stderr)

@@ -216,6 +216,25 @@ def agent_config(config: RunConfig):
     return agent
 
 
+def stopped(error: BaseException, out_dir: Path) -> int:
+    """The exit code and one-line message for a run that stopped early: a non-finite loss (1; the
+    last good checkpoint is kept) or Ctrl-C (130; a checkpoint was just saved)."""
+    if isinstance(error, KeyboardInterrupt):
+        print(
+            f"run.py: interrupted; checkpoint saved in {out_dir} (continue with --resume)",
+            file=sys.stderr,
+        )
+        return 130
+    print(
+        f"run.py: stopped: {error}; the last good checkpoint is kept in {out_dir}", file=sys.stderr
+    )
+    return 1
+
+
+def _versions() -> dict[str, str]:
+    return {p: version(p) for p in ("interpolant_rl", "jax", "ogbench", "mujoco")}
+
+
 def run_seeds(config, agent_cfg, env, dataset, train_config, header, start) -> int:
     """`--num-seeds N > 1`: seeds `seed .. seed+N-1` trained as one program by
     `train.train_seeds`, one run directory `OUT_DIR/seed{k}` (with its `summary.json`) each, and
@@ -256,21 +275,10 @@ def run_seeds(config, agent_cfg, env, dataset, train_config, header, start) -> i
                 resume=config.resume,
                 progress=progress,
             )
-        except train.NonFiniteLossError as error:
-            print(
-                f"run.py: stopped: {error}; the last good checkpoint is kept in {config.out_dir}",
-                file=sys.stderr,
-            )
-            return 1
-        except KeyboardInterrupt:
-            print(
-                f"run.py: interrupted; checkpoint saved in {config.out_dir} "
-                "(continue with --resume)",
-                file=sys.stderr,
-            )
-            return 130
+        except (train.NonFiniteLossError, KeyboardInterrupt) as error:
+            return stopped(error, config.out_dir)
     wall_time = time.perf_counter() - start
-    versions = {p: version(p) for p in ("interpolant_rl", "jax", "ogbench", "mujoco")}
+    versions = _versions()
     finals = []
     for seed, seed_evals in zip(seeds, evals, strict=True):
         run_dir = config.out_dir / f"seed{seed}"
@@ -371,19 +379,8 @@ def main(config: RunConfig) -> int:
                 resume=config.resume,
                 progress=progress,
             )
-        except train.NonFiniteLossError as error:
-            print(
-                f"run.py: stopped: {error}; the last good checkpoint is kept in {config.out_dir}",
-                file=sys.stderr,
-            )
-            return 1
-        except KeyboardInterrupt:
-            print(
-                f"run.py: interrupted; checkpoint saved in {config.out_dir} "
-                "(continue with --resume)",
-                file=sys.stderr,
-            )
-            return 130
+        except (train.NonFiniteLossError, KeyboardInterrupt) as error:
+            return stopped(error, config.out_dir)
     final = evals[-1] if evals else {}
     summary = dict(
         config=header["run"],
@@ -391,7 +388,7 @@ def main(config: RunConfig) -> int:
         final=final,
         evaluations=evals,
         wall_time_s=time.perf_counter() - start,
-        versions={p: version(p) for p in ("interpolant_rl", "jax", "ogbench", "mujoco")},
+        versions=_versions(),
     )
     (config.out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(

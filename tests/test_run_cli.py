@@ -8,9 +8,16 @@ import pytest
 
 
 ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("run", ROOT / "experiments" / "run.py")
-run = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(run)
+
+
+def _script(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "experiments" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+run = _script("run")
 
 
 @pytest.mark.parametrize(
@@ -51,9 +58,7 @@ def test_num_seeds_names_the_run_directory_after_its_seeds():
 def test_plot_makes_a_png_with_seed_intervals(tmp_path):
     import json
 
-    spec = importlib.util.spec_from_file_location("plot", ROOT / "experiments" / "plot.py")
-    plot = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(plot)
+    plot = _script("plot")
     runs = []
     for seed in range(3):
         run_dir = tmp_path / f"qam-seed{seed}"
@@ -70,6 +75,29 @@ def test_plot_makes_a_png_with_seed_intervals(tmp_path):
     assert plot.main([*runs, "--metric", "nope", "--out", str(out)]) == 2
 
 
+def test_plot_reads_an_unfinished_multi_seed_run(tmp_path):
+    import json
+
+    import jax.numpy as jnp
+
+    from interpolant_rl.train import save_checkpoint
+
+    plot = _script("plot")
+    run_dir = tmp_path / "fql-seeds0-1"  # no summary.json yet: only the shared checkpoint
+    config = {"agent": "fql", "env": "cube-single-play-singletask-task1-v0"}
+    save_checkpoint(run_dir / "checkpoint.eqx", jnp.zeros(2), {"run": config, "step": 20})
+    for seed in range(2):
+        (run_dir / f"seed{seed}").mkdir(parents=True)
+        rows = [{"step": s, "success": 0.1 * seed} for s in (10, 20)]
+        (run_dir / f"seed{seed}" / "eval.jsonl").write_text(
+            "".join(json.dumps(r) + "\n" for r in rows)
+        )
+    assert [d.name for d in plot._seed_dirs(run_dir)] == ["seed0", "seed1"]
+    assert plot._label(run_dir / "seed1") == "fql · cube-single-play-singletask-task1-v0"
+    assert plot.main([str(run_dir), "--out", str(tmp_path / "c.png")]) == 0
+    assert plot.main([str(tmp_path), "--out", str(tmp_path / "c.png")]) == 2  # not a run
+
+
 def test_agent_help_lists_every_registered_agent():
     from interpolant_rl import agents
 
@@ -77,3 +105,14 @@ def test_agent_help_lists_every_registered_agent():
     help_line = next(line for line in source.splitlines() if "Agent name: one of" in line)
     listed = {name.strip(' ."') for name in help_line.split("one of", 1)[1].split(",")}
     assert listed == set(agents.available_agents())
+
+
+def test_a_run_that_stops_early_exits_with_one_line_naming_why(tmp_path, capsys):
+    from interpolant_rl.train import NonFiniteLossError
+
+    assert run.stopped(KeyboardInterrupt(), tmp_path) == 130
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "interrupted" in err and "--resume" in err
+    assert run.stopped(NonFiniteLossError("critic_loss is nan at step 7"), tmp_path) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "critic_loss is nan" in err and str(tmp_path) in err
