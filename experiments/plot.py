@@ -5,7 +5,8 @@
 A `--num-seeds` run directory counts as its `seed{k}` directories, finished or not. Runs are
 grouped by their agent and environment (from each `summary.json`, or the checkpoint header for
 unfinished runs); each group is one curve of `eval.jsonl`'s metric against the step,
-averaged over the group's seeds with a Student-t 95% interval. Needs matplotlib
+averaged over the group's seeds with a Student-t 95% interval (for `success`, shown within
+[0, 1]). Needs matplotlib
 (`pip install -e ".[plot]"`).
 """
 
@@ -98,10 +99,14 @@ def main(argv=None) -> int:
         steps = sorted(set.intersection(*(set(c) for c in curves)))
         values = np.array([[c[s] for s in steps] for c in curves])
         mean = values.mean(axis=0)
-        line = ax.plot(steps, mean, label=f"{label} ({len(curves)} seeds)")[0]
+        seeds = f"{len(curves)} seed" + ("s" if len(curves) > 1 else "")
+        line = ax.plot(steps, mean, label=f"{label} ({seeds})")[0]
         if len(curves) > 1:
             half = _t95(len(curves)) * values.std(axis=0, ddof=1) / np.sqrt(len(curves))
-            ax.fill_between(steps, mean - half, mean + half, color=line.get_color(), alpha=0.2)
+            low, high = mean - half, mean + half
+            if args.metric == "success":  # a rate: show the interval within [0, 1]
+                low, high = np.clip(low, 0.0, 1.0), np.clip(high, 0.0, 1.0)
+            ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.2)
     ax.set_xlabel("step")
     ax.set_ylabel(args.metric)
     ax.grid(alpha=0.3)
