@@ -32,81 +32,72 @@ def _row(cells) -> str:
     return "| " + " | ".join(str(c) for c in cells) + " |"
 
 
-def train_step_table(report: dict) -> str:
-    peak = report["matmul_peak"]
+def _agent_grid(report: dict, configs: list[str], columns: list[str], cells) -> list[str]:
+    """One row per agent, `columns` per configuration filled by `cells(result)`, "error" where
+    the benchmark failed."""
     by_agent: dict[str, dict[str, dict]] = {}
     for result in report["results"]:
         by_agent.setdefault(result["agent"], {})[result["config"]] = result
-    configs = list(report["config"]["sizes"])
-    header = ["agent"]
-    for config in configs:
-        header += [f"{config} ms/update", f"{config} GFLOP/update", f"{config} % of peak"]
-    header += [f"{configs[-1]} compile s"]
+    header = ["agent"] + [f"{config} {column}" for config in configs for column in columns]
     lines = [_row(header), _row(["---"] * len(header))]
     for agent, results in by_agent.items():
-        cells = [agent]
+        row = [agent]
         for config in configs:
-            r = results.get(config, {})
-            if r.get("status") != "ok":
-                cells += ["error", "", ""]
-                continue
-            cells += [
-                f"{r['ms_per_update']:.2f}",
-                f"{r['matmul_gflop_per_update']:.2f}",
-                f"{100 * r['fraction_of_matmul_peak']:.0f}",
-            ]
-        last = results.get(configs[-1], {})
-        compile_s = last.get("compile_s")
-        cells.append(f"{compile_s['lower'] + compile_s['compile']:.1f}" if compile_s else "")
-        lines.append(_row(cells))
-    targets = []
-    for target in report["targets"]:
-        for agent, outcome in target["results"].items():
-            verdict = "meets" if outcome["meets"] else "misses"
-            targets.append(f"{agent} {100 * outcome['value']:.0f} % ({verdict})")
+            result = results.get(config, {})
+            ok = result.get("status") == "ok"
+            row += cells(result) if ok else ["error"] + [""] * (len(columns) - 1)
+        lines.append(_row(row))
+    return lines
+
+
+def _verdicts(report: dict, value) -> str:
+    return ", ".join(
+        f"{agent} {value(outcome['value'])} ({'meets' if outcome['meets'] else 'misses'})"
+        for target in report["targets"]
+        for agent, outcome in target["results"].items()
+    )
+
+
+def train_step_table(report: dict) -> str:
+    peak = report["matmul_peak"]
+    configs = list(report["config"]["sizes"])
+
+    def cells(r):
+        compile_s = r["compile_s"]["lower"] + r["compile_s"]["compile"]
+        return [
+            f"{r['ms_per_update']:.2f}",
+            f"{r['matmul_gflop_per_update']:.2f}",
+            f"{100 * r['fraction_of_matmul_peak']:.0f}",
+            f"{compile_s:.1f}",
+        ]
+
+    columns = ["ms/update", "GFLOP/update", "% of peak", "compile s"]
     return "\n".join(
         [
             _machine(report) + f" Measured dense-matmul peak: {peak['gflops']:.1f} GFLOP/s "
             f"(float32 {peak['size']}x{peak['size']}). Target at `paper` size: "
-            + ", ".join(targets)
+            + _verdicts(report, lambda v: f"{100 * v:.0f} %")
             + f" of the peak (≥ {100 * report['targets'][0]['min']:.0f} %).",
             "",
-            *lines,
+            *_agent_grid(report, configs, columns, cells),
         ]
     )
 
 
 def action_latency_table(report: dict) -> str:
     configs = sorted({r["config"] for r in report["results"]}, key=["paper", "small"].index)
-    by_agent: dict[str, dict[str, dict]] = {}
-    for result in report["results"]:
-        by_agent.setdefault(result["agent"], {})[result["config"]] = result
-    header = ["agent"]
-    for config in configs:
-        header += [f"{config} act/s", f"{config} rollout/s", f"{config} compiled/s"]
-    lines = [_row(header), _row(["---"] * len(header))]
-    for agent, results in by_agent.items():
-        cells = [agent]
-        for config in configs:
-            r = results.get(config, {})
-            if r.get("status") != "ok":
-                cells += ["error", "", ""]
-                continue
-            by_variant = r["actions_per_s_by_variant"]
-            cells += [f"{by_variant[v]:,.0f}" for v in ("act", "rollout", "compiled")]
-        lines.append(_row(cells))
-    targets = []
-    for target in report["targets"]:
-        for agent, outcome in target["results"].items():
-            verdict = "meets" if outcome["meets"] else "misses"
-            targets.append(f"{agent} {outcome['value']:,.0f}/s ({verdict})")
+
+    def cells(r):
+        by_variant = r["actions_per_s_by_variant"]
+        return [f"{by_variant[v]:,.0f}" for v in ("act", "rollout", "compiled")]
+
     return "\n".join(
         [
             _machine(report)
             + f" One core: CPU affinity {report['single_core']['cpu_affinity']}. Target (paper size, "
-            "one-step policies, > 5,000/s): " + ", ".join(targets) + ".",
+            "one-step policies, > 5,000/s): " + _verdicts(report, lambda v: f"{v:,.0f}/s") + ".",
             "",
-            *lines,
+            *_agent_grid(report, configs, ["act/s", "rollout/s", "compiled/s"], cells),
         ]
     )
 
