@@ -6,9 +6,11 @@ import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import jax.random as jr
 import numpy as np
 
 import interpolant_rl as ir
+from interpolant_rl.agents import Batch
 
 
 @eqx.filter_jit
@@ -89,3 +91,18 @@ def read_scalars(run_dir):
             for value in event.summary.value:
                 out.append((value.tag, event.step, value.simple_value))
     return out
+
+
+def random_batch(key, lead=(), batch=8, obs_dim=3, action_dim=2):
+    """A random agent `Batch` with leading axes `lead` (e.g. `(num_updates,)`) and the first
+    transition of every batch marked invalid (so the validity weights are exercised)."""
+    keys = jr.split(key, 4)
+    shape = (*lead, batch)
+    return Batch(
+        observations=jr.normal(keys[0], (*shape, obs_dim)),
+        actions=jnp.clip(jr.normal(keys[1], (*shape, action_dim)), -1, 1),
+        rewards=jr.normal(keys[2], shape),
+        masks=jnp.ones(shape),
+        next_observations=jr.normal(keys[3], (*shape, obs_dim)),
+        valid=jnp.ones(shape).at[..., 0].set(0.0),
+    )

@@ -2,6 +2,7 @@
 
 import dataclasses
 
+import helpers
 import jax
 import jax.numpy as jnp
 import jax.random as jr
@@ -9,7 +10,6 @@ import numpy as np
 import pytest
 
 from interpolant_rl import agents
-from interpolant_rl.agents import Batch
 
 
 OBS_DIM, ACTION_DIM, BATCH, UPDATES = 3, 2, 8, 2
@@ -45,16 +45,7 @@ def tiny_config(name):
 
 
 def random_batch(key, lead=(UPDATES,)):
-    keys = jr.split(key, 4)
-    shape = (*lead, BATCH)
-    return Batch(
-        observations=jr.normal(keys[0], (*shape, OBS_DIM)),
-        actions=jnp.clip(jr.normal(keys[1], (*shape, ACTION_DIM)), -1, 1),
-        rewards=jr.normal(keys[2], shape),
-        masks=jnp.ones(shape),
-        next_observations=jr.normal(keys[3], (*shape, OBS_DIM)),
-        valid=jnp.ones(shape).at[..., 0].set(0.0),
-    )
+    return helpers.random_batch(key, lead, BATCH, OBS_DIM, ACTION_DIM)
 
 
 @pytest.mark.parametrize("name", agents.available_agents())

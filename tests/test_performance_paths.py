@@ -14,6 +14,7 @@
 import dataclasses
 
 import equinox as eqx
+import helpers
 import jax
 import jax.monitoring
 import jax.numpy as jnp
@@ -22,7 +23,7 @@ import numpy as np
 import pytest
 
 from interpolant_rl import agents, nn
-from interpolant_rl.agents import Batch, FixedCritic, LearnedCritic
+from interpolant_rl.agents import FixedCritic, LearnedCritic
 from interpolant_rl.agents._core import _bound_policy
 from interpolant_rl.agents.fql import OneStepDistilled
 from interpolant_rl.objectives import one_step_distillation_loss
@@ -42,16 +43,7 @@ def tiny_config(name, width=16, **changes):
 
 
 def random_batch(key, lead=()):
-    keys = jr.split(key, 4)
-    shape = (*lead, BATCH)
-    return Batch(
-        observations=jr.normal(keys[0], (*shape, OBS_DIM)),
-        actions=jnp.clip(jr.normal(keys[1], (*shape, ACTION_DIM)), -1, 1),
-        rewards=jr.normal(keys[2], shape),
-        masks=jnp.ones(shape),
-        next_observations=jr.normal(keys[3], (*shape, OBS_DIM)),
-        valid=jnp.ones(shape).at[..., 0].set(0.0),
-    )
+    return helpers.random_batch(key, lead, BATCH, OBS_DIM, ACTION_DIM)
 
 
 def arrays(tree):
