@@ -297,7 +297,7 @@ def train(
                 chunk = _rollout_action(agent, ob, _fold_in(episode_key, chunk_index))
             if random_left > 0:
                 uniform = jr.uniform(
-                    jr.fold_in(random_key, chunk_index), (config.horizon * action_dim,), minval=-1
+                    _fold_in(random_key, chunk_index), (config.horizon * action_dim,), minval=-1
                 )
                 if random_left >= config.horizon:
                     chunk = np.asarray(uniform)
