@@ -27,6 +27,8 @@ from ._core import (
     adam as adam,
     Batch as Batch,
     build_network as build_network,
+    check_optimiser as check_optimiser,
+    ClipMode as ClipMode,
     CriticConfig as CriticConfig,
     FixedCritic as FixedCritic,
     flow_actions as flow_actions,
@@ -39,8 +41,11 @@ from ._diffusion import DiffusionPolicy as DiffusionPolicy
 from ._domains import (
     domain_config as domain_config,
     domain_of as domain_of,
+    domain_settings as domain_settings,
     DOMAINS as DOMAINS,
+    DomainSettings as DomainSettings,
     PROTOCOL as PROTOCOL,
+    REFERENCE_PROTOCOL as REFERENCE_PROTOCOL,
 )
 from ._edit import ActionEdit as ActionEdit
 from ._registry import (

@@ -13,7 +13,7 @@ import dataclasses
 import functools
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import Any, get_args, Literal
 
 import diffrax
 import equinox as eqx
@@ -34,6 +34,12 @@ from ..objectives._actor_critic import _weighted_mean
 
 
 Metrics = dict[str, Float[Array, ""]]
+
+ClipMode = Literal["elementwise", "global_norm"]
+"""How `grad_clip` bounds a gradient: `"elementwise"` clips every coordinate to
+$[-c, c]$ (the QAM paper, §4: "the parameter gradient is clipped element-wise by 1");
+`"global_norm"` rescales the whole gradient of one optimiser to norm at most $c$ (the public
+reference code, which clips the global norm of all parameters' gradients at once)."""
 
 
 class Batch(eqx.Module):
@@ -87,7 +93,8 @@ class CriticConfig:
     horizon: int = 1  # action-chunk length h: the target discounts by gamma**h (5 for manipulation)
     target_rate: float = 0.005  # EMA rate of the target critic
     learning_rate: float = 3e-4  # Adam step size
-    grad_clip: float | None = None  # global-norm clipping of critic gradients (None: off)
+    grad_clip: float | None = None  # gradient clipping of the critic (None: off; QAM*/QSM/DAC: 1)
+    clip_mode: ClipMode = "elementwise"  # paper: element-wise; reference code: "global_norm"
 
     def __post_init__(self):
         if self.num_critics < 1:
@@ -100,7 +107,7 @@ class CriticConfig:
             raise ValueError(f"target_rate must lie in [0, 1], got {self.target_rate}")
         if self.rho < 0:
             raise ValueError(f"rho must be >= 0, got {self.rho}")
-        _check_learning(self.learning_rate, self.grad_clip)
+        check_optimiser(self.learning_rate, self.grad_clip, self.clip_mode)
         NetworkConfig(self.width, self.depth)
 
 
@@ -114,11 +121,16 @@ def build_network(
     )
 
 
-def _check_learning(learning_rate, grad_clip):
+def check_optimiser(learning_rate, grad_clip, clip_mode="elementwise") -> None:
+    """Raise a one-line `ValueError` for an impossible learning rate, clip value or clip mode."""
     if not learning_rate > 0:
         raise ValueError(f"learning_rate must be > 0, got {learning_rate}")
     if grad_clip is not None and not grad_clip > 0:
         raise ValueError(f"grad_clip must be > 0 or None, got {grad_clip}")
+    if clip_mode not in get_args(ClipMode):
+        raise ValueError(
+            f"clip_mode must be one of {', '.join(get_args(ClipMode))}, got {clip_mode!r}"
+        )
 
 
 def check_positive(name: str, value: int | float, *, allow_zero: bool = False) -> None:
@@ -128,8 +140,15 @@ def check_positive(name: str, value: int | float, *, allow_zero: bool = False) -
         raise ValueError(f"{name} must be {bound}, got {value}")
 
 
-def adam(learning_rate: float, grad_clip: float | None = None) -> optax.GradientTransformation:
-    """Adam, optionally after global-norm clipping of the gradient (the QAM protocol clips at 1).
+def adam(
+    learning_rate: float, grad_clip: float | None = None, clip_mode: ClipMode = "elementwise"
+) -> optax.GradientTransformation:
+    r"""Adam, optionally after clipping the gradient at `grad_clip` $= c$:
+
+    - `clip_mode="elementwise"` (the QAM paper): $g_i \leftarrow \operatorname{clip}(g_i, -c, c)$
+      for every coordinate of every parameter;
+    - `clip_mode="global_norm"` (the public reference code): $g \leftarrow g\,\min(1, c/\|g\|)$,
+      with $\|g\|$ the norm of this optimiser's whole gradient.
 
     Equal arguments return the *same* object. The optimiser is a static field of
     [`Trained`][interpolant_rl.agents.Trained], so it is part of what `jit` caches on, and optax
@@ -137,15 +156,22 @@ def adam(learning_rate: float, grad_clip: float | None = None) -> optax.Gradient
     would recompile `update` and `act`, even for an identical configuration (tests, several
     seeds in one process).
     """
-    _check_learning(learning_rate, grad_clip)
-    return _adam(float(learning_rate), None if grad_clip is None else float(grad_clip))
+    check_optimiser(learning_rate, grad_clip, clip_mode)
+    return _adam(float(learning_rate), None if grad_clip is None else float(grad_clip), clip_mode)
 
 
 @functools.cache
-def _adam(learning_rate: float, grad_clip: float | None) -> optax.GradientTransformation:
+def _adam(
+    learning_rate: float, grad_clip: float | None, clip_mode: ClipMode
+) -> optax.GradientTransformation:
     if grad_clip is None:
         return optax.adam(learning_rate)
-    return optax.chain(optax.clip_by_global_norm(grad_clip), optax.adam(learning_rate))
+    clip = (
+        optax.clip(grad_clip)
+        if clip_mode == "elementwise"
+        else optax.clip_by_global_norm(grad_clip)
+    )
+    return optax.chain(clip, optax.adam(learning_rate))
 
 
 class Trained(eqx.Module):
@@ -253,7 +279,7 @@ class LearnedCritic(AbstractCritic):
             layer_norm=config.layer_norm,
             key=key,
         )
-        optimiser = adam(config.learning_rate, config.grad_clip)
+        optimiser = adam(config.learning_rate, config.grad_clip, config.clip_mode)
         return cls(Trained.create(ensemble, optimiser), ensemble, config)
 
     def values(self, cond, action):

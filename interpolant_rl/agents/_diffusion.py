@@ -99,7 +99,7 @@ def create_diffusion_agent(agent_class: type, obs_dim: int, action_dim: int, key
         obs_dim,
         action_dim,
         config.actor,
-        adam(config.learning_rate, config.grad_clip),
+        adam(config.learning_rate, config.grad_clip, config.clip_mode),
         VariancePreservingInterpolant(config.beta_min, config.beta_max),
         config.diffusion_steps,
         actor_key,

@@ -38,7 +38,9 @@ from ..objectives import soft_q_guidance_loss
 from ._core import (
     AbstractAgent,
     AbstractCritic,
+    check_optimiser,
     check_positive,
+    ClipMode,
     CriticConfig,
     NetworkConfig,
 )
@@ -55,14 +57,15 @@ class DACConfig:
     beta_min: float = 0.1  # VP noise rate at the data end
     beta_max: float = 10.0  # VP noise rate at the noise end
     actor: NetworkConfig = NetworkConfig()  # the noise-prediction network: 4x512 GELU
-    critic: CriticConfig = CriticConfig()  # K = 10, rho = 0.5: the LCB target
+    critic: CriticConfig = CriticConfig(grad_clip=1.0)  # LCB target rho = 0.5, clip 1 (Table 3)
     learning_rate: float = 3e-4  # Adam step size of the actor
-    grad_clip: float | None = 1.0  # global-norm clipping of the actor (protocol: 1)
+    grad_clip: float | None = 1.0  # gradient clipping of the actor (Table 3: 1)
+    clip_mode: ClipMode = "elementwise"  # paper §4: element-wise; reference code: "global_norm"
 
     def __post_init__(self):
         check_positive("alpha", self.alpha)
         check_positive("diffusion_steps", self.diffusion_steps)
-        check_positive("learning_rate", self.learning_rate)
+        check_optimiser(self.learning_rate, self.grad_clip, self.clip_mode)
         VariancePreservingInterpolant(self.beta_min, self.beta_max)
 
 

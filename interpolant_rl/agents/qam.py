@@ -40,7 +40,9 @@ from ._core import (
     adam,
     Batch,
     build_network,
+    check_optimiser,
     check_positive,
+    ClipMode,
     CriticConfig,
     flow_actions,
     flow_matching_step,
@@ -59,15 +61,16 @@ class QAMConfig:
     scheme: AbstractAdjointMatchingScheme | None = None  # None: QAMReferenceAdjointMatching(T)
     basic_adjoint: bool = False  # True: basic adjoint of the fine-tuned SDE (the BAM ablation)
     actor: NetworkConfig = NetworkConfig()  # both flows: 4x512 GELU, no LayerNorm
-    critic: CriticConfig = CriticConfig()  # K = 10, rho = 0.5, gamma = 0.99
+    critic: CriticConfig = CriticConfig(grad_clip=1.0)  # K = 10, rho = 0.5, gamma = 0.99, clip 1
     learning_rate: float = 3e-4  # Adam step size of both flows
-    grad_clip: float | None = 1.0  # global-norm clipping of the flows' gradients (protocol: 1)
+    grad_clip: float | None = 1.0  # gradient clipping of the flows (Table 3: 1 for QAM*)
+    clip_mode: ClipMode = "elementwise"  # paper §4: element-wise; reference code: "global_norm"
     base_rate: float = 0.005  # EMA rate of the base copy of the behaviour flow
 
     def __post_init__(self):
         check_positive("tau", self.tau, allow_zero=True)
         check_positive("flow_steps", self.flow_steps)
-        check_positive("learning_rate", self.learning_rate)
+        check_optimiser(self.learning_rate, self.grad_clip, self.clip_mode)
         if not 0.0 <= self.base_rate <= 1.0:
             raise ValueError(f"base_rate must lie in [0, 1], got {self.base_rate}")
         if self.basic_adjoint and isinstance(self.adjoint_scheme, QAMReferenceAdjointMatching):
@@ -105,7 +108,7 @@ class AdjointMatchedFlow(eqx.Module):
             return build_network(VelocityField, action_dim, obs_dim, config.actor, k)
 
         behaviour = field(behaviour_key)
-        optimiser = adam(config.learning_rate, config.grad_clip)
+        optimiser = adam(config.learning_rate, config.grad_clip, config.clip_mode)
         return cls(
             Trained.create(behaviour, optimiser),
             behaviour,

@@ -38,7 +38,9 @@ from ..objectives import q_score_matching_loss
 from ._core import (
     AbstractAgent,
     AbstractCritic,
+    check_optimiser,
     check_positive,
+    ClipMode,
     CriticConfig,
     NetworkConfig,
 )
@@ -57,15 +59,16 @@ class QSMConfig:
     beta_min: float = 0.1  # VP noise rate at the data end
     beta_max: float = 10.0  # VP noise rate at the noise end
     actor: NetworkConfig = NetworkConfig()  # the noise-prediction network: 4x512 GELU
-    critic: CriticConfig = CriticConfig()  # K = 10, rho = 0.5, gamma = 0.99
+    critic: CriticConfig = CriticConfig(grad_clip=1.0)  # K = 10, rho = 0.5, clip 1 (Table 3)
     learning_rate: float = 3e-4  # Adam step size of the actor
-    grad_clip: float | None = 1.0  # global-norm clipping of the actor (protocol: 1)
+    grad_clip: float | None = 1.0  # gradient clipping of the actor (Table 3: 1)
+    clip_mode: ClipMode = "elementwise"  # paper §4: element-wise; reference code: "global_norm"
 
     def __post_init__(self):
         check_positive("q_scale", self.q_scale, allow_zero=True)
         check_positive("alpha", self.alpha, allow_zero=True)
         check_positive("diffusion_steps", self.diffusion_steps)
-        check_positive("learning_rate", self.learning_rate)
+        check_optimiser(self.learning_rate, self.grad_clip, self.clip_mode)
         VariancePreservingInterpolant(self.beta_min, self.beta_max)
 
 
