@@ -76,7 +76,8 @@ class OneStepDistilled(eqx.Module):
         return cls(Trained.create(policy, optimiser), action_dim, alpha, normalise_q)
 
     def step(self, critic: AbstractCritic, batch: Batch, teacher: Callable, key: PRNGKeyArray):
-        """One step on the distillation + Q loss; `teacher(observations, noise) -> actions`.
+        """One step on the distillation + Q loss; `teacher(observations, noise) -> actions`,
+        whose actions are clipped to $[-1, 1]$ before they are distilled.
 
         With `alpha == 0` (QAM-FQL's default) the distillation term is multiplied by zero, so
         the teacher is not run at all (a 10-step flow per update that XLA cannot remove, since
@@ -95,7 +96,8 @@ class OneStepDistilled(eqx.Module):
             policy, metrics = self.policy.minimise(q_only_loss)
             return dataclasses.replace(self, policy=policy), metrics
 
-        teacher_actions = teacher(batch.observations, noise)
+        # FQL eq. (39) / QAM-FQL eq. (42): the teacher's ODE action clipped to the action box
+        teacher_actions = jnp.clip(teacher(batch.observations, noise), -1.0, 1.0)
 
         def loss_fn(policy):
             return one_step_distillation_loss(

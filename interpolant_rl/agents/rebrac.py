@@ -5,8 +5,11 @@ Algorithm box, per update:
 1. **Critic.** TD with target-policy smoothing:
    $a' = \operatorname{clip}(\pi^-(s') + \operatorname{clip}(\epsilon, -c, c), -1, 1)$,
    $\epsilon \sim \mathcal N(0, \sigma^2 I)$ ($\sigma$ = `actor_noise`).
-2. **Actor.** One step on $-Q(s, \pi(s))/\mathrm{sg}\,\mathrm{mean}|Q| + \alpha\|\pi(s) - a\|^2$
-   ([`td3_bc_loss`][interpolant_rl.objectives.td3_bc_loss]); $\pi^- \leftarrow$ EMA of $\pi$.
+2. **Actor**, every `actor_delay` = 2 critic updates (TD3's delayed policy update; the first
+   update included). One step on $-Q(s, \pi(s))/\mathrm{sg}\,\mathrm{mean}|Q| + \alpha\|\pi(s) - a\|^2$
+   ([`td3_bc_loss`][interpolant_rl.objectives.td3_bc_loss]); $\pi^- \leftarrow$ EMA of $\pi$
+   (updated with the actor, so also every second step). On the other steps the actor's losses
+   are reported at the unchanged actor (a forward pass, no update).
 3. **Act.** $a = \pi(s) = \tanh(\mathrm{MLP}(s))$ (deterministic; add exploration noise
    online).
 """
@@ -17,7 +20,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from ..nn import ema_update, MLP
 from ..objectives import td3_bc_loss
@@ -39,7 +42,10 @@ class ReBRACConfig:
 
     alpha: float = 0.01  # actor BC weight (scene 0.03, puzzle 0.1)
     actor_noise: float = 0.0  # std of the target-policy smoothing noise (cube-triple 0.2)
-    noise_clip: float = 0.5  # clipping c of that noise
+    noise_clip: float = 0.5  # clipping c of that noise (ReBRAC: 0.5)
+    actor_delay: int = (
+        2  # actor and target-actor updates every this many critic updates (ReBRAC: 2)
+    )
     target_rate: float = 0.005  # EMA rate of the target actor
     actor: NetworkConfig = NetworkConfig()  # 4x512 GELU
     critic: CriticConfig = CriticConfig()  # K = 10, rho = 0.5
@@ -50,6 +56,7 @@ class ReBRACConfig:
         check_positive("alpha", self.alpha, allow_zero=True)
         check_positive("actor_noise", self.actor_noise, allow_zero=True)
         check_positive("noise_clip", self.noise_clip, allow_zero=True)
+        check_positive("actor_delay", self.actor_delay)
 
 
 class DeterministicActor(eqx.Module):
@@ -67,6 +74,7 @@ class ReBRAC(AbstractAgent):
     actor: Trained
     target_actor: DeterministicActor
     critic: AbstractCritic
+    steps: Int[Array, ""]  # critic updates so far: the actor moves when steps % actor_delay == 0
     config: ReBRACConfig = eqx.field(static=True)
 
     def target_policy(self, observations, key):
@@ -77,15 +85,27 @@ class ReBRAC(AbstractAgent):
 
     def actor_step(self, batch, key):
         del key
+        config = self.config
 
         def loss_fn(actor):
             actions = jax.vmap(actor)(batch.observations)
             q = self.critic.mean_values(batch.observations, actions)
-            return td3_bc_loss(actions, batch.actions, q, self.config.alpha, weights=batch.valid)
+            return td3_bc_loss(actions, batch.actions, q, config.alpha, weights=batch.valid)
 
-        actor, metrics = self.actor.minimise(loss_fn)
-        target_actor = ema_update(self.target_actor, actor.model, self.config.target_rate)
-        return ReBRAC(actor, target_actor, self.critic, self.config), metrics
+        arrays, static = eqx.partition((self.actor, self.target_actor), eqx.is_array)
+
+        def update(arrays):
+            actor, target_actor = eqx.combine(arrays, static)
+            actor, metrics = actor.minimise(loss_fn)
+            target_actor = ema_update(target_actor, actor.model, config.target_rate)
+            return eqx.filter((actor, target_actor), eqx.is_array), metrics
+
+        def keep(arrays):
+            return arrays, loss_fn(eqx.combine(arrays, static)[0].model)[1]
+
+        arrays, metrics = jax.lax.cond(self.steps % config.actor_delay == 0, update, keep, arrays)
+        actor, target_actor = eqx.combine(arrays, static)
+        return ReBRAC(actor, target_actor, self.critic, self.steps + 1, config), metrics
 
     def policy(self, observations, key):
         del key
@@ -107,5 +127,6 @@ def create(
         Trained.create(actor, adam(config.learning_rate, config.grad_clip)),
         actor,
         LearnedCritic.create(obs_dim, action_dim, config.critic, critic_key),
+        jnp.zeros((), jnp.int32),
         config,
     )
