@@ -5,6 +5,7 @@
     python experiments/run.py --agent fql --num-seeds 4   # seeds 0-3 as one program (vmapped)
     python experiments/run.py --agent rlpd         # online only: 1000 random steps, then 19k
     python experiments/run.py --preset paper       # the QAM paper's configuration (needs a GPU)
+    python experiments/run.py --agent bam --protocol reference   # the reference script's values
     python experiments/run.py --resume --out-dir runs/qam-cube-single-0
 
 The dataset is read from `--data-dir` (OGBench's file format) or generated there with the
@@ -68,7 +69,7 @@ class RunConfig:
     batch_size: int | None = None
     """Batch size (256 in both presets)."""
     chunk: int | None = None
-    """Action-chunk length h (5 in both presets, the protocol's value for manipulation)."""
+    """Action-chunk length h (default: the dataset's domain in the QAM study, 5 on cube/scene/puzzle and 1 on antmaze/humanoidmaze; 5 for datasets outside its ten domains, e.g. cube-single)."""
     width: int | None = None
     """Hidden units per layer of every network (cpu: 256, paper: 512)."""
     depth: int | None = None
@@ -78,9 +79,11 @@ class RunConfig:
     tau: float | None = None
     """Inverse temperature of tilt-based agents (default: the QAM study's value for the agent and the dataset's domain)."""
     discount: float | None = None
-    """Discount gamma per environment step (default: 0.995 on humanoidmaze, 0.99 elsewhere, as in the protocol)."""
-    sparse: bool = False
-    """Sparse rewards (any non-zero reward becomes -1; the protocol's option for scene and puzzle)."""
+    """Discount gamma per environment step (default: the domain's, 0.995 on antmaze-giant and humanoidmaze, 0.99 elsewhere)."""
+    sparse: tyro.conf.DisallowNone[bool | None] = None
+    """Sparse rewards: any non-zero reward becomes -1 (default: the domain's, on for scene and puzzle, off elsewhere)."""
+    protocol: Literal["paper", "reference"] = "paper"
+    """Per-domain hyperparameters: the QAM paper's Table 4, or its public reference script's values where they differ."""
     eval_interval: int | None = None
     """Steps between evaluations (cpu: 5000, paper: 50000)."""
     eval_episodes: int | None = None
@@ -98,7 +101,6 @@ PRESETS = {
         online_steps=0,
         random_action_steps=0,
         batch_size=256,
-        chunk=5,
         width=256,
         depth=2,
         num_critics=2,
@@ -111,7 +113,6 @@ PRESETS = {
         online_steps=500_000,
         random_action_steps=0,
         batch_size=256,
-        chunk=5,
         width=512,
         depth=4,
         num_critics=10,
@@ -141,6 +142,15 @@ def resolve(config: RunConfig) -> RunConfig:
         **AGENT_PRESETS.get(config.agent, {}).get(config.preset, {}),
     }
     filled = {k: v for k, v in preset.items() if getattr(config, k) is None}
+    # the domain-wide settings of the QAM study (chunk 5 and dense rewards outside its domains)
+    domain = agents.domain_of(config.env)
+    settings = agents.domain_settings(domain) if domain is not None else None
+    domain_wide = dict(
+        chunk=settings.chunk if settings else 5,
+        discount=settings.discount if settings else 0.99,
+        sparse=settings.sparse if settings else False,
+    )
+    filled.update({k: v for k, v in domain_wide.items() if getattr(config, k) is None})
     config = dataclasses.replace(config, **filled)
     if config.agent not in agents.available_agents():
         raise ValueError(
@@ -168,9 +178,6 @@ def resolve(config: RunConfig) -> RunConfig:
             raise ValueError(
                 f"--{name.replace('_', '-')} must be >= 0, got {getattr(config, name)}"
             )
-    if config.discount is None:
-        humanoid = agents.domain_of(config.env) == "humanoidmaze-medium"
-        config = dataclasses.replace(config, discount=0.995 if humanoid else 0.99)
     if not 0.0 <= config.discount <= 1.0:
         raise ValueError(f"--discount must lie in [0, 1], got {config.discount}")
     if config.tau is not None and config.tau < 0:
@@ -203,9 +210,10 @@ def resolve(config: RunConfig) -> RunConfig:
 
 def agent_config(config: RunConfig):
     """The agent's configuration for the dataset's domain in the QAM study (its defaults for
-    other datasets), resized, with the run's chunk length, discount and tau."""
+    other datasets; `--protocol` picks the paper's or the reference script's values), resized,
+    with the run's chunk length, discount and tau."""
     agent = agents.resize(
-        agents.domain_config(config.agent, agents.domain_of(config.env)),
+        agents.domain_config(config.agent, agents.domain_of(config.env), config.protocol),
         width=config.width,
         depth=config.depth,
         num_critics=config.num_critics,

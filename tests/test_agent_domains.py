@@ -1,4 +1,5 @@
-"""The QAM study's per-domain hyperparameters: every value reaches its field, and run.py uses them."""
+"""The QAM study's per-domain hyperparameters: the paper's Table 4 cell by cell, the reference
+script's alternative, the domain-wide settings, and run.py's use of them."""
 
 import dataclasses
 import importlib.util
@@ -14,6 +15,103 @@ _spec = importlib.util.spec_from_file_location("run", ROOT / "experiments" / "ru
 run = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(run)
 
+INF = float("inf")
+
+# The QAM paper's Table 4 (as transcribed in the project's reference notes), one 10-tuple
+# per row in the table's column order; independent of interpolant_rl.agents.PROTOCOL.
+COLUMNS = (
+    "scene",
+    "puzzle-3x3",
+    "puzzle-4x4-100M",
+    "cube-double",
+    "cube-triple",
+    "cube-quadruple-100M",
+    "antmaze-large",
+    "antmaze-giant",
+    "humanoidmaze-medium",
+    "humanoidmaze-large",
+)
+# fmt: off
+TABLE_4 = {
+    "ReBRAC (α, σ)": ((0.03, 0), (0.1, 0), (0.01, 0.2), (0.01, 0), (0.01, 0.2), (0.01, 0.2), (0.01, 0), (0.01, 0), (0.01, 0), (0.01, 0.1)),  # noqa: E501
+    "QSM (τ, η)": ((3, 30), (10, 30), (10, 1), (1, 10), (10, 10), (1, 10), (10, 10), (10, 10), (10, 30), (10, 30)),  # noqa: E501
+    "DAC η": (1, 1, 1, 3, 0.3, 1, 0.3, 0.3, 1, 0.3),
+    "FBRAC α": (100, 0.3, 0.3, 0.1, 0.03, 1, 0.1, 0.1, 30, 10),
+    "FQL α": (300, 300, 1, 300, 30, 100, 3, 3, 30, 30),
+    "DSRL σ_z": (0.4, 1, 1, 1, 1.4, 1.4, 0.8, 1.2, 0.6, 0.8),
+    "FEdit σ_a": (0.2, 0.2, 0.8, 0.2, 0.3, 0.4, 0.2, 0.3, 0.5, 0.1),
+    "IFQL τ (expectile)": (0.9, 0.95, 0.9, 0.9, 0.95, 0.95, 0.9, 0.8, 0.7, 0.8),
+    "CGQL (ϑ, τ)": ((10, 0.1), (10, 0.1), (10, 0.1), (10, 0.01), (10, 0.1), (10, 0.1), (10, 0.1), (10, 0.1), (10, 0.01), (10, 0.01)),  # noqa: E501
+    "CGQL-MSE (ϑ, ϱ, τ)": ((10, 0.1, 0.1), (10, 0.1, 0.1), (10, 0.001, 1), (10, 0.001, 0.01), (10, 0.001, 0.1), (10, 0.1, 0.01), (10, 0.1, 0.1), (10, 0.001, 0.1), (10, 0.1, 0.1), (10, 0.1, 0.1)),  # noqa: E501
+    "CGQL-Linex (ϑ, ϱ, τ)": ((10, 0.1, 0.1), (10, 0.001, 0.1), (10, 0.001, 1), (10, 0.001, 0.01), (10, 0.001, 0.1), (10, 0.1, 0.01), (10, 0.001, 0.1), (10, 0.001, 0.1), (10, 0.1, 0.1), (10, 0.1, 0.1)),  # noqa: E501
+    "QAM & BAM τ": (1, 3, 30, 1, 10, 1, 10, 3, 3, 3),
+    "QAM-EDIT (τ, σ_a)": ((1, 0), (3, 0.1), (3, 0.9), (1, 0), (10, 0.1), (3, 0.5), (1, 0.1), (3, 0.1), (1, 0.1), (1, 0.1)),  # noqa: E501
+    "QAM-FQL (τ, α)": ((1, INF), (3, INF), (1, 3), (1, 0), (10, 30), (1, 30), (3, 30), (3, 300), (3, INF), (1, 30)),  # noqa: E501
+}
+# fmt: on
+
+# How the library reads each row: the agents (and CGQL variant) it configures, and the field of
+# each value (None: ϱ, which no configuration field takes). CGQL's columns are read as the
+# reference code reads them: first value tau, last value the guidance scale.
+READING = {
+    "ReBRAC (α, σ)": ([("rebrac", None)], ("alpha", "actor_noise")),
+    "QSM (τ, η)": ([("qsm", None)], ("q_scale", "alpha")),
+    "DAC η": ([("dac", None)], ("alpha",)),
+    "FBRAC α": ([("fbrac", None)], ("alpha",)),
+    "FQL α": ([("fql", None)], ("alpha",)),
+    "DSRL σ_z": ([("dsrl", None)], ("noise_scale",)),
+    "FEdit σ_a": ([("fedit", None)], ("edit_scale",)),
+    "IFQL τ (expectile)": ([("ifql", None)], ("expectile",)),
+    "CGQL (ϑ, τ)": ([("cgql", "simple")], ("tau", "guidance")),
+    "CGQL-MSE (ϑ, ϱ, τ)": ([("cgql", "mse")], ("tau", None, "guidance")),
+    "CGQL-Linex (ϑ, ϱ, τ)": ([("cgql", "linex")], ("tau", None, "guidance")),
+    "QAM & BAM τ": ([("qam", None), ("bam", None)], ("tau",)),
+    "QAM-EDIT (τ, σ_a)": ([("qam_edit", None)], ("tau", "edit_scale")),
+    "QAM-FQL (τ, α)": ([("qam_fql", None)], ("tau", "alpha")),
+}
+
+# Where the public reference script differs (protocols.md), for its six domains.
+REFERENCE_CELLS = {
+    ("bam", "tau"): {
+        "cube-double": 10,
+        "cube-triple": 30,
+        "scene": 10,
+        "puzzle-3x3": 10,
+        "antmaze-large": 30,
+        "humanoidmaze-medium": 10,
+    },
+    ("qam", "tau"): {"cube-triple": 3},
+    ("qam_edit", "tau"): {"cube-triple": 3, "puzzle-3x3": 1, "humanoidmaze-medium": 3},
+    ("qam_edit", "edit_scale"): {"cube-triple": 0.1, "puzzle-3x3": 0.1, "humanoidmaze-medium": 0.1},
+    ("qam_fql", "tau"): {"cube-triple": 10, "scene": 1, "puzzle-3x3": 3, "humanoidmaze-medium": 1},
+    ("qam_fql", "alpha"): {
+        "cube-triple": 300,
+        "scene": 300,
+        "puzzle-3x3": 0,
+        "humanoidmaze-medium": 30,
+    },
+    ("fbrac", "alpha"): {"puzzle-3x3": 0.03},
+}
+# Not in Table 4: the reference script's values on its six domains (defaults elsewhere).
+SCRIPT_ONLY = {
+    ("fawac", "tau"): {
+        "cube-double": 0.8,
+        "cube-triple": 0.8,
+        "scene": 6.4,
+        "puzzle-3x3": 0.8,
+        "antmaze-large": 6.4,
+        "humanoidmaze-medium": 6.4,
+    },
+    ("rlpd", "bc_alpha"): {
+        "cube-double": 0.1,
+        "cube-triple": 0,
+        "scene": 0.3,
+        "puzzle-3x3": 0.01,
+        "antmaze-large": 0,
+        "humanoidmaze-medium": 0.03,
+    },
+}
+
 
 def _find(config, name):
     """Every value of field `name` in a (nested) configuration."""
@@ -27,44 +125,144 @@ def _find(config, name):
     return found
 
 
-@pytest.mark.parametrize("name", sorted(agents.PROTOCOL))
-def test_every_protocol_value_reaches_its_field(name):
-    assert name in agents.available_agents()
-    for index, domain in enumerate(agents.DOMAINS):
-        config = agents.domain_config(name, domain)
-        for field, column in agents.PROTOCOL[name].items():
-            assert len(column) == len(agents.DOMAINS)
-            assert _find(config, field) == [float(column[index])], (name, domain, field)
-        critic = _find(config, "critic")[0]
-        humanoid = domain == "humanoidmaze-medium"
-        assert critic.discount == (0.995 if humanoid else 0.99)
-        assert critic.rho == (
-            0.0 if humanoid else _find(agents.default_config(name), "critic")[0].rho
-        )
+def _config(name, variant, domain, protocol="paper"):
+    base = None if variant is None else agents.cgql.CGQLConfig(variant=variant)
+    return agents.domain_config(name, domain, protocol, config=base)
 
 
-def test_cube_double_column_is_the_default_and_unknown_domains_fail():
+def _paper_cells():
+    """{(agent, variant, field): {domain: value}} from the transcribed Table 4."""
+    cells = {}
+    for row, columns in TABLE_4.items():
+        targets, fields = READING[row]
+        assert len(columns) == len(COLUMNS), row
+        for domain, cell in zip(COLUMNS, columns, strict=True):
+            cell = cell if isinstance(cell, tuple) else (cell,)
+            for field, value in zip(fields, cell, strict=True):
+                for name, variant in targets:
+                    if field is not None:
+                        cells.setdefault((name, variant, field), {})[domain] = value
+    return cells
+
+
+def test_domains_are_the_ten_columns_of_table_4():
+    assert agents.DOMAINS == COLUMNS
+
+
+def test_every_cell_of_table_4_reaches_its_field():
+    for (name, variant, field), column in _paper_cells().items():
+        for domain, value in column.items():
+            config = _config(name, variant, domain)
+            assert _find(config, field) == [value], (name, variant, domain, field)
+    # the table's rows and the two script-only rows are all PROTOCOL holds
+    rows = {name if v in (None, "simple") else f"cgql-{v}" for name, v, _ in _paper_cells()}
+    assert set(agents.PROTOCOL) == rows | {"fawac", "rlpd"}
+    assert agents.qam_fql.QAMFQLConfig(alpha=INF).alpha == INF
+
+
+def test_reference_protocol_replaces_the_scripts_cells():
+    paper = _paper_cells()
+    for (name, field), column in REFERENCE_CELLS.items():
+        for domain in COLUMNS:
+            expected = column.get(domain, paper[(name, None, field)][domain])
+            config = _config(name, None, domain, "reference")
+            assert _find(config, field) == [expected], (name, domain, field)
+    # every other agent, and every agent on the four domains the script lacks: the paper's values
     for name in agents.available_agents():
-        assert agents.domain_config(name, "cube-double") == agents.default_config(name)
+        for domain in COLUMNS:
+            touched = any(name == n and domain in c for (n, _), c in REFERENCE_CELLS.items())
+            if not touched:
+                assert agents.domain_config(name, domain, "reference") == agents.domain_config(
+                    name, domain
+                ), (name, domain)
+
+
+@pytest.mark.parametrize("protocol", ["paper", "reference"])
+def test_values_not_in_table_4_are_the_scripts_on_its_domains_only(protocol):
+    for (name, field), column in SCRIPT_ONLY.items():
+        default = _find(agents.default_config(name), field)
+        for domain in COLUMNS:
+            expected = [column[domain]] if domain in column else default
+            assert _find(agents.domain_config(name, domain, protocol), field) == expected
+
+
+@pytest.mark.parametrize(
+    "domain, chunk, discount, rho, sparse",
+    [
+        ("scene", 5, 0.99, None, True),
+        ("puzzle-3x3", 5, 0.99, None, True),
+        ("puzzle-4x4-100M", 5, 0.99, None, True),
+        ("cube-double", 5, 0.99, None, False),
+        ("cube-triple", 5, 0.99, None, False),
+        ("cube-quadruple-100M", 5, 0.99, None, False),
+        ("antmaze-large", 1, 0.99, None, False),
+        ("antmaze-giant", 1, 0.995, None, False),
+        ("humanoidmaze-medium", 1, 0.995, 0.0, False),
+        ("humanoidmaze-large", 1, 0.995, 0.0, False),
+    ],
+)
+def test_domain_wide_settings_reach_every_agent(domain, chunk, discount, rho, sparse):
+    settings = agents.domain_settings(domain)
+    assert (settings.chunk, settings.discount, settings.rho, settings.sparse) == (
+        chunk,
+        discount,
+        rho,
+        sparse,
+    )
+    for name in agents.available_agents():
+        config = agents.domain_config(name, domain)
+        default_rho = _find(agents.default_config(name), "rho")
+        assert _find(config, "horizon") == [chunk], name
+        assert _find(config, "discount") == [discount], name
+        assert _find(config, "rho") == (default_rho if rho is None else [rho]), name
+
+
+def test_defaults_and_errors():
+    for name in agents.available_agents():
         assert agents.domain_config(name, None) == agents.default_config(name)
-    with pytest.raises(ValueError, match="unknown domain 'cube-nine'; available: cube-double"):
+        # the defaults are the reference script's cube-double column (with h = 5 there)
+        expected = agents.override(agents.default_config(name), horizon=5)
+        assert agents.domain_config(name, "cube-double", "reference") == expected, name
+    with pytest.raises(ValueError, match="unknown domain 'cube-nine'; available: scene, puzzle"):
         agents.domain_config("qam", "cube-nine")
+    with pytest.raises(ValueError, match="unknown domain 'cube-nine'"):
+        agents.domain_settings("cube-nine")
     with pytest.raises(ValueError, match="unknown agent"):
         agents.domain_config("qamm", "scene")
+    with pytest.raises(
+        ValueError, match=r"^unknown protocol 'table'; available: paper, reference$"
+    ):
+        agents.domain_config("qam", "scene", "table")
 
 
 @pytest.mark.parametrize(
     "dataset, domain",
     [
+        ("scene-play-singletask-task2-v0", "scene"),
+        ("scene-play-v0", "scene"),
+        ("puzzle-3x3-play-singletask-task4-v0", "puzzle-3x3"),
+        ("puzzle-4x4-play-singletask-task1-v0", "puzzle-4x4-100M"),
+        ("puzzle-4x4-play-100m-v0", "puzzle-4x4-100M"),
         ("cube-double-play-singletask-task2-v0", "cube-double"),
-        ("cube-triple-noisy-v0", "cube-triple"),
-        ("scene-play-singletask-task1-v0", "scene"),
-        ("puzzle-3x3-play-singletask-v0", "puzzle-3x3"),
-        ("puzzle-4x4-play-v0", None),
+        ("cube-double-noisy-v0", "cube-double"),
+        ("cube-double-v0", "cube-double"),
+        ("cube-triple-play-singletask-task1-v0", "cube-triple"),
+        ("cube-quadruple-play-singletask-task3-v0", "cube-quadruple-100M"),
+        ("cube-quadruple-play-100m-v0", "cube-quadruple-100M"),
         ("antmaze-large-navigate-v0", "antmaze-large"),
-        ("antmaze-giant-navigate-v0", None),
-        ("humanoidmaze-medium-navigate-v0", "humanoidmaze-medium"),
+        ("antmaze-large-stitch-singletask-task1-v0", "antmaze-large"),
+        ("antmaze-giant-navigate-v0", "antmaze-giant"),
+        ("humanoidmaze-medium-navigate-singletask-task1-v0", "humanoidmaze-medium"),
+        ("humanoidmaze-large-navigate-v0", "humanoidmaze-large"),
+        ("humanoidmaze-large", "humanoidmaze-large"),
+        ("cube-quadruple-100M", "cube-quadruple-100M"),
         ("cube-single-play-v0", None),
+        ("cube-double-xyz", None),
+        ("cube-doubles-play-v0", None),
+        ("puzzle-4x5-play-v0", None),
+        ("antmaze-medium-navigate-v0", None),
+        ("humanoidmaze-giant-navigate-v0", None),
+        ("visual-cube-double-play-v0", None),
     ],
 )
 def test_domain_of_dataset_names(dataset, domain):
@@ -73,12 +271,36 @@ def test_domain_of_dataset_names(dataset, domain):
 
 def test_run_uses_the_domain_values_and_explicit_values_win():
     triple = run.RunConfig(env="cube-triple-play-singletask-task2-v0")
-    assert run.agent_config(run.resolve(triple)).tau == 3.0
+    assert run.agent_config(run.resolve(triple)).tau == 10.0
     assert run.agent_config(run.resolve(dataclasses.replace(triple, tau=5.0))).tau == 5.0
     fql = run.agent_config(run.resolve(dataclasses.replace(triple, agent="fql")))
     assert fql.alpha == 30.0
     assert run.resolve(triple).discount == 0.99
     assert run.resolve(dataclasses.replace(triple, discount=0.9)).discount == 0.9
+    reference = dataclasses.replace(triple, agent="bam", protocol="reference")
+    assert run.agent_config(run.resolve(reference)).tau == 30.0
+    assert run.agent_config(run.resolve(dataclasses.replace(reference, protocol="paper"))).tau == 10
+
+
+@pytest.mark.parametrize(
+    "env, chunk, discount, sparse",
+    [
+        ("antmaze-large-navigate-singletask-task1-v0", 1, 0.99, False),
+        ("cube-double-play-singletask-task2-v0", 5, 0.99, False),
+        ("puzzle-3x3-play-singletask-task4-v0", 5, 0.99, True),
+        ("humanoidmaze-large-navigate-singletask-task1-v0", 1, 0.995, False),
+        ("cube-single-play-singletask-task1-v0", 5, 0.99, False),  # outside the ten domains
+    ],
+)
+def test_run_takes_chunk_discount_and_sparse_from_the_domain(env, chunk, discount, sparse):
+    config = run.resolve(run.RunConfig(env=env))
+    assert (config.chunk, config.discount, config.sparse) == (chunk, discount, sparse)
+    assert run.agent_config(config).critic.horizon == chunk
+    explicit = run.resolve(run.RunConfig(env=env, chunk=3, discount=0.9, sparse=not sparse))
+    assert (explicit.chunk, explicit.discount, explicit.sparse) == (3, 0.9, not sparse)
+    assert run.agent_config(explicit).critic.horizon == 3
+    humanoid = env.startswith("humanoidmaze")
+    assert run.agent_config(config).critic.rho == (0.0 if humanoid else 0.5)
 
 
 @pytest.mark.parametrize("name", agents.available_agents())
