@@ -1,17 +1,26 @@
-r"""FEdit — a bounded edit policy on top of the behaviour flow (QAM-EDIT's edit without QAM).
+r"""FEdit — a bounded, SAC-style edit policy on top of the behaviour flow (QAM-EDIT's edit
+without QAM).
 
 Algorithm box, per update on a batch $(s, a, r, m, s')$:
 
-1. **Critic.** TD with $a'$ the edited action at $s'$ (step 4).
+1. **Critic.** TD with $a'$ the edited action at $s'$ (step 5).
 2. **Behaviour flow.** $f_\beta \leftarrow$ one flow-matching step on $(s, a)$.
 3. **Edit.** One step of the tanh-Gaussian edit policy $e \sim \pi_\psi(\cdot\mid s, a_0)$
-   ([`ActionEdit`][interpolant_rl.agents.ActionEdit]) on
-   $-\operatorname{mean}\bar Q\big(s, \operatorname{clip}(a_0 + \lambda e, -1, 1)\big)$, reparameterised,
+   ([`ActionEdit`][interpolant_rl.agents.ActionEdit]) on SAC's reparameterised loss
+   $\operatorname{mean}\big[\alpha\log\pi_\psi(e\mid s, a_0) - \bar Q\big(s, \operatorname{clip}(a_0 + \lambda e, -1, 1)\big)\big]$
    around the behaviour action $a_0 = \operatorname{clip}(\mathrm{ODE}_{f_\beta}(s, z), -1, 1)$,
    $z \sim \mathcal N(0, I)$ (no gradient through $a_0$).
-4. **Act.** $a = \operatorname{clip}(a_0 + \lambda e, -1, 1)$, so $\|a - a_0\|_\infty \le \lambda$:
+4. **Temperature.** One step of $\log\alpha$ on
+   [`temperature_loss`][interpolant_rl.objectives.temperature_loss] toward the target entropy
+   $\bar{\mathcal H}$ of the edit $e$ (not of the action $a$; see `ActionEdit`).
+5. **Act.** $a = \operatorname{clip}(a_0 + \lambda e, -1, 1)$, so $\|a - a_0\|_\infty \le \lambda$:
    the policy never leaves an $L^\infty$ ball of radius $\lambda$ (the edit scale) around the
    behaviour flow's action.
+
+The QAM paper trains the edit policy SAC-style with a target-entropy constraint; the defaults
+target entropy $\bar{\mathcal H} = -d/2$ ($d$ the flattened action dimension) and initial
+temperature $\alpha_0 = 1$ are the public reference code's (`edit_target_entropy_multiplier = 0.5`,
+a default `LogParam`), read there, not values stated in the paper's text.
 
 QAM-EDIT is the same edit on the adjoint-matched flow's action instead of $a_0$.
 """
@@ -51,11 +60,17 @@ class FEditConfig:
     critic: CriticConfig = CriticConfig()  # K = 10, rho = 0.5
     learning_rate: float = 3e-4  # Adam step size of the flow and the edit policy
     grad_clip: float | None = None  # no clipping in the protocol for FEdit
+    # target entropy of the edit e = this * action_dim: -1/2 as the reference code's
+    # edit_target_entropy_multiplier (the paper gives no value)
+    target_entropy_per_dim: float = -0.5
+    # starting SAC temperature of the edit policy: 1 as the reference code (a default LogParam)
+    initial_temperature: float = 1.0
 
     def __post_init__(self):
         check_positive("edit_scale", self.edit_scale, allow_zero=True)
         check_positive("flow_steps", self.flow_steps)
         check_positive("learning_rate", self.learning_rate)
+        check_positive("initial_temperature", self.initial_temperature)
 
 
 class FEdit(AbstractAgent):
@@ -105,7 +120,14 @@ def create(
     return FEdit(
         Trained.create(behaviour, optimiser),
         ActionEdit.create(
-            obs_dim, action_dim, config.actor, optimiser, config.edit_scale, edit_key
+            obs_dim,
+            action_dim,
+            config.actor,
+            optimiser,
+            config.edit_scale,
+            edit_key,
+            initial_temperature=config.initial_temperature,
+            target_entropy_per_dim=config.target_entropy_per_dim,
         ),
         LearnedCritic.create(obs_dim, action_dim, config.critic, critic_key),
         config,

@@ -1,10 +1,17 @@
-r"""QAM-EDIT — QAM with a bounded edit policy on top of the fine-tuned flow.
+r"""QAM-EDIT — QAM with a bounded, SAC-style edit policy on top of the fine-tuned flow.
 
 Algorithm box, per update: the critic's TD step with $a'$ the edited action at $s'$; QAM's
 behaviour-flow and adjoint-matching steps ([`AdjointMatchedFlow`][interpolant_rl.agents.qam.AdjointMatchedFlow]);
-then one step of the edit policy ([`ActionEdit`][interpolant_rl.agents.ActionEdit]) maximising
-$Q(s, \operatorname{clip}(a_\theta + \lambda e))$ around the QAM action $a_\theta$. Act with the
-edited QAM action. An edit scale $\lambda = 0$ is plain QAM.
+then one step of the edit policy ([`ActionEdit`][interpolant_rl.agents.ActionEdit]) on the SAC loss
+$\operatorname{mean}[\alpha\log\pi_\psi(e\mid s, a_\theta) - Q(s, \operatorname{clip}(a_\theta + \lambda e))]$
+around the QAM action $a_\theta$, and one step of its temperature $\alpha$ toward the target
+entropy of $e$. Act with the edited QAM action.
+
+**An edit scale $\lambda = 0$ is plain QAM**: `create` then returns
+[`qam.create`][interpolant_rl.agents.qam.create]`(obs_dim, action_dim, key, config.qam)` (same
+networks, same keys, same updates and actions), and no edit policy is built or trained. The QAM
+paper's Table 5 says QAM-EDIT with $\sigma_a = 0$ (its cube-double and scene cells) is implemented
+by QAM itself, and the public reference code builds no edit policy unless `edit_scale > 0`.
 """
 
 import dataclasses
@@ -12,6 +19,7 @@ import dataclasses
 import jax.random as jr
 from jaxtyping import PRNGKeyArray
 
+from . import qam as _qam
 from ._core import AbstractAgent, AbstractCritic, adam, check_positive, LearnedCritic
 from ._edit import ActionEdit
 from .qam import AdjointMatchedFlow, QAMConfig
@@ -19,13 +27,19 @@ from .qam import AdjointMatchedFlow, QAMConfig
 
 @dataclasses.dataclass(frozen=True)
 class QAMEditConfig:
-    """QAM-EDIT hyperparameters (defaults: cube-double, (tau, edit scale) = (1, 0))."""
+    """QAM-EDIT hyperparameters (defaults: cube-double, (tau, edit scale) = (1, 0), i.e. plain QAM)."""
 
     qam: QAMConfig = QAMConfig()  # the adjoint-matched flow (tau = 1)
-    edit_scale: float = 0.0  # lambda: L-infinity radius of the edit (0.1 on cube-triple)
+    edit_scale: float = 0.0  # lambda: L-infinity radius of the edit (0.1 on cube-triple); 0 = QAM
+    # target entropy of the edit e = this * action_dim: -1/2 as the reference code's
+    # edit_target_entropy_multiplier (the paper gives no value)
+    target_entropy_per_dim: float = -0.5
+    # starting SAC temperature of the edit policy: 1 as the reference code (a default LogParam)
+    initial_temperature: float = 1.0
 
     def __post_init__(self):
         check_positive("edit_scale", self.edit_scale, allow_zero=True)
+        check_positive("initial_temperature", self.initial_temperature)
 
 
 class QAMEdit(AbstractAgent):
@@ -49,19 +63,23 @@ class QAMEdit(AbstractAgent):
 
 def create(
     obs_dim: int, action_dim: int, key: PRNGKeyArray, config: QAMEditConfig = QAMEditConfig()
-) -> QAMEdit:
-    """A fresh QAM-EDIT agent."""
-    flow_key, edit_key, critic_key = jr.split(key, 3)
+) -> QAMEdit | _qam.QAM:
+    """A fresh QAM-EDIT agent; plain QAM (`qam.create` with `config.qam`) when `edit_scale = 0`."""
     qam = config.qam
+    if config.edit_scale == 0:
+        return _qam.create(obs_dim, action_dim, key, qam)
+    flow_key, edit_key, critic_key = jr.split(key, 3)
     return QAMEdit(
         AdjointMatchedFlow.create(obs_dim, action_dim, qam, flow_key),
         ActionEdit.create(
             obs_dim,
             action_dim,
             qam.actor,
-            adam(qam.learning_rate, qam.grad_clip),
+            adam(qam.learning_rate, qam.grad_clip, qam.clip_mode),
             config.edit_scale,
             edit_key,
+            initial_temperature=config.initial_temperature,
+            target_entropy_per_dim=config.target_entropy_per_dim,
         ),
         LearnedCritic.create(obs_dim, action_dim, qam.critic, critic_key),
     )

@@ -4,19 +4,29 @@ Algorithm box, per update: the critic's TD step with $a' = \operatorname{clip}(\
 QAM's behaviour-flow and adjoint-matching steps
 ([`AdjointMatchedFlow`][interpolant_rl.agents.qam.AdjointMatchedFlow]); then one FQL step of the
 one-step policy ([`OneStepDistilled`][interpolant_rl.agents.fql.OneStepDistilled]) on
-$\alpha\|\mu_\omega(s, z) - \mathrm{ODE}_{f_\theta}(s, z)\|^2 - Q(s, \mu_\omega(s, z))$, whose
-teacher is the *fine-tuned* flow $f_\theta$ (FQL's is the behaviour flow). Act with
-$\mu_\omega$ (one network evaluation).
+$\alpha\|\mu_\omega(s, z) - \operatorname{clip}(\mathrm{ODE}_{f_\theta}(s, z), -1, 1)\|^2
+- Q(s, \operatorname{clip}(\mu_\omega(s, z)))$, whose teacher is the *fine-tuned* flow
+$f_\theta$ (FQL's is the behaviour flow), its actions clipped to $[-1, 1]$. Act with
+$\operatorname{clip}(\mu_\omega(s, z))$ (one network evaluation).
 
-At the default $\alpha = 0$ the distillation term vanishes and the teacher's $T$-step ODE is
-not run (the one-step policy just climbs the critic); the flows are still trained.
+**$\alpha = \infty$ and $\alpha = 0$ are plain QAM**: `create` then returns
+[`qam.create`][interpolant_rl.agents.qam.create]`(obs_dim, action_dim, key, config.qam)` (same
+networks, same keys, same updates and actions): acting and the critic's target actions come
+from the fine-tuned flow's $T$-step Euler ODE, clipped, and no one-step policy is built or
+trained. The QAM paper's Table 5 says QAM-FQL with $\alpha = \infty$ (its scene, puzzle-3x3 and
+humanoidmaze-medium cells: the one-step policy would be the teacher itself) is implemented by
+QAM; the public reference code trains and acts with the one-step policy only when
+`fql_alpha > 0`, so its $\alpha = 0$ (the cube-double cell) is plain QAM too — not a one-step
+policy that climbs the critic unconstrained.
 """
 
 import dataclasses
+import math
 
 import jax.random as jr
 from jaxtyping import PRNGKeyArray
 
+from . import qam as _qam
 from ._core import AbstractAgent, AbstractCritic, adam, check_positive, LearnedCritic
 from .fql import OneStepDistilled
 from .qam import AdjointMatchedFlow, QAMConfig
@@ -24,14 +34,19 @@ from .qam import AdjointMatchedFlow, QAMConfig
 
 @dataclasses.dataclass(frozen=True)
 class QAMFQLConfig:
-    """QAM-FQL hyperparameters (defaults: cube-double, (tau, alpha) = (1, 0))."""
+    """QAM-FQL hyperparameters (defaults: cube-double, (tau, alpha) = (1, 0), i.e. plain QAM)."""
 
     qam: QAMConfig = QAMConfig()  # the adjoint-matched flow (tau = 1; 10 on cube-triple)
-    alpha: float = 0.0  # distillation weight (300 on cube-triple); 0 skips the teacher flow
+    alpha: float = 0.0  # distillation weight (30 on cube-triple); 0 or inf: plain QAM
     normalise_q: bool = False  # divide the one-step policy's Q term by sg(mean|Q|)
 
     def __post_init__(self):
         check_positive("alpha", self.alpha, allow_zero=True)
+
+    @property
+    def plain_qam(self) -> bool:
+        """Whether this configuration is plain QAM ($\\alpha \\in \\{0, \\infty\\}$)."""
+        return self.alpha == 0 or math.isinf(self.alpha)
 
 
 class QAMFQL(AbstractAgent):
@@ -44,12 +59,15 @@ class QAMFQL(AbstractAgent):
     def actor_step(self, batch, key):
         flow_key, distil_key = jr.split(key)
         flows, flow_metrics = self.flows.step(self.critic, batch, flow_key)
-
-        def teacher(observations, noise):
-            return flows.sample(observations, None, noise=noise)
-
-        one_step, metrics = self.one_step.step(self.critic, batch, teacher, distil_key)
+        agent = QAMFQL(flows, self.one_step, self.critic)
+        one_step, metrics = self.one_step.step(
+            self.critic, batch, agent.teacher_actions, distil_key
+        )
         return QAMFQL(flows, one_step, self.critic), {**flow_metrics, **metrics}
+
+    def teacher_actions(self, observations, noise):
+        r"""The distillation target $\operatorname{clip}(\mathrm{ODE}_{f_\theta}(s, z), -1, 1)$."""
+        return self.flows.sample(observations, None, noise=noise)
 
     def policy(self, observations, key):
         return self.one_step.sample(observations, key)
@@ -57,17 +75,20 @@ class QAMFQL(AbstractAgent):
 
 def create(
     obs_dim: int, action_dim: int, key: PRNGKeyArray, config: QAMFQLConfig = QAMFQLConfig()
-) -> QAMFQL:
-    """A fresh QAM-FQL agent."""
-    flow_key, policy_key, critic_key = jr.split(key, 3)
+) -> QAMFQL | _qam.QAM:
+    """A fresh QAM-FQL agent; plain QAM (`qam.create` with `config.qam`) when `alpha` is 0 or
+    infinite."""
     qam = config.qam
+    if config.plain_qam:
+        return _qam.create(obs_dim, action_dim, key, qam)
+    flow_key, policy_key, critic_key = jr.split(key, 3)
     return QAMFQL(
         AdjointMatchedFlow.create(obs_dim, action_dim, qam, flow_key),
         OneStepDistilled.create(
             obs_dim,
             action_dim,
             qam.actor,
-            adam(qam.learning_rate, qam.grad_clip),
+            adam(qam.learning_rate, qam.grad_clip, qam.clip_mode),
             config.alpha,
             config.normalise_q,
             policy_key,
