@@ -59,16 +59,21 @@ class BasicAdjointODE(AbstractAdjointODE):
     `jax.grad` through the Euler–Maruyama discretisation exactly.
 
     **Fields:** `process` (fine-tuned, drift $b_\theta$), `base` (drift $b_\beta$); both must share
-    $\sigma$, which must be non-zero where the field is evaluated.
+    $\sigma$. Where $\sigma = 0$ (a deterministic step, e.g. the last step of
+    [`interpolant_rl.QAMReferenceSDE`][], where both processes take the same base-flow ODE step)
+    the control is defined as $u = 0$: the two drifts must coincide there.
     """
 
     process: AbstractProcess
     base: AbstractProcess
 
     def control(self, t: ScalarLike, x: Vector, cond: Cond) -> Vector:
-        r"""$u = (b_\theta - b_\beta)/\sigma$."""
+        r"""$u = (b_\theta - b_\beta)/\sigma$ ($0$ where $\sigma = 0$)."""
         drift_gap = self.process.drift(t, x, cond) - self.base.drift(t, x, cond)
-        return drift_gap / self.process.diffusion(t)
+        sigma = self.process.diffusion(t)
+        noisy = sigma > 0
+        # double `where`: no 0/0 in the discarded branch, so no NaN in its gradient either
+        return jnp.where(noisy, drift_gap / jnp.where(noisy, sigma, 1.0), 0.0)
 
     def running_cost(self, t: ScalarLike, x: Vector, cond: Cond) -> Scalar:
         r"""$f = \tfrac12\|u\|^2$."""

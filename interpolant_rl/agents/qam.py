@@ -73,11 +73,6 @@ class QAMConfig:
         check_optimiser(self.learning_rate, self.grad_clip, self.clip_mode)
         if not 0.0 <= self.base_rate <= 1.0:
             raise ValueError(f"base_rate must lie in [0, 1], got {self.base_rate}")
-        if self.basic_adjoint and isinstance(self.adjoint_scheme, QAMReferenceAdjointMatching):
-            raise ValueError(
-                "basic_adjoint=True needs a scheme with a basic adjoint, "
-                "e.g. scheme=MemorylessAdjointMatching()"
-            )
 
     @property
     def adjoint_scheme(self) -> AbstractAdjointMatchingScheme:
