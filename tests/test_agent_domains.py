@@ -172,9 +172,30 @@ def test_reference_protocol_replaces_the_scripts_cells():
         for domain in COLUMNS:
             touched = any(name == n and domain in c for (n, _), c in REFERENCE_CELLS.items())
             if not touched:
-                assert agents.domain_config(name, domain, "reference") == agents.domain_config(
-                    name, domain
-                ), (name, domain)
+                reference = _elementwise(agents.domain_config(name, domain, "reference"))
+                assert reference == agents.domain_config(name, domain), (name, domain)
+
+
+CLIPPED = ("qam", "qam_fql", "qam_edit", "bam", "qsm", "dac")  # Table 3: "1 for QSM, DAC and QAM*"
+
+
+def _elementwise(config):
+    """`config` with the paper's element-wise clipping wherever it has a `clip_mode`."""
+    return agents._registry._replace_everywhere(config, "clip_mode", "elementwise")[0]
+
+
+@pytest.mark.parametrize("domain", [None, "scene", "antmaze-giant"])
+def test_reference_protocol_clips_the_global_norm_of_the_clipped_agents(domain):
+    for name in agents.available_agents():
+        paper = _find(agents.domain_config(name, domain), "clip_mode")
+        reference = _find(agents.domain_config(name, domain, "reference"), "clip_mode")
+        if name in CLIPPED:  # every optimiser of the agent, its critic's included
+            assert len(paper) >= 2 and set(paper) == {"elementwise"}, name
+            assert set(reference) == {"global_norm"}, name
+        else:  # no clipping in either protocol, so the mode changes nothing
+            for protocol in ("paper", "reference"):
+                config = agents.domain_config(name, domain, protocol)
+                assert set(_find(config, "grad_clip")) == {None}, name
 
 
 @pytest.mark.parametrize("protocol", ["paper", "reference"])
@@ -220,12 +241,12 @@ def test_domain_wide_settings_reach_every_agent(domain, chunk, discount, rho, sp
 def test_defaults_and_errors():
     for name in agents.available_agents():
         assert agents.domain_config(name, None) == agents.default_config(name)
-        # the defaults are the cube-double column (with h = 5 there) where the paper and the
-        # script agree, i.e. for every agent but BAM (tau: 1 in Table 4, 10 in the script)
+        # the defaults are Table 4's cube-double column (with h = 5 there); the script agrees
+        # but for BAM (tau: 1 in Table 4, 10 in the script) and its global-norm clipping
         expected = agents.override(agents.default_config(name), horizon=5)
-        for protocol in ("paper", "reference"):
-            if name != "bam":
-                assert agents.domain_config(name, "cube-double", protocol) == expected, name
+        assert agents.domain_config(name, "cube-double") == expected, name
+        reference = _elementwise(agents.domain_config(name, "cube-double", "reference"))
+        assert (reference == expected) == (name != "bam"), name
     with pytest.raises(ValueError, match="unknown domain 'cube-nine'; available: scene, puzzle"):
         agents.domain_config("qam", "cube-nine")
     with pytest.raises(ValueError, match="unknown domain 'cube-nine'"):

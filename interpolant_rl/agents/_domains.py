@@ -6,7 +6,7 @@ import dataclasses
 import re
 from typing import Any
 
-from ._registry import _spec, override
+from ._registry import _replace_everywhere, _spec, override
 
 
 DOMAINS: tuple[str, ...] = (
@@ -213,7 +213,9 @@ def domain_config(
     - `protocol`: `"paper"` (default) applies the QAM paper's Table 4
       ([`PROTOCOL`][interpolant_rl.agents.PROTOCOL]); `"reference"` the same with the public
       reference script's cells where they differ
-      ([`REFERENCE_PROTOCOL`][interpolant_rl.agents.REFERENCE_PROTOCOL]).
+      ([`REFERENCE_PROTOCOL`][interpolant_rl.agents.REFERENCE_PROTOCOL]) and the reference
+      code's global-norm gradient clipping (`clip_mode="global_norm"`, for every domain,
+      `domain=None` included) where the paper clips element-wise.
     - `config`: the configuration the values are applied to (default: the agent's
       [`default_config`][interpolant_rl.agents.default_config]). For `cgql` its `variant`
       picks the table's row: CGQL, CGQL-MSE or CGQL-Linex.
@@ -235,6 +237,10 @@ def domain_config(
     if protocol not in _PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; available: {', '.join(_PROTOCOLS)}")
     config = _spec(name).default_config() if config is None else config
+    if protocol == "reference":
+        # the reference code clips the global norm where the paper clips element-wise (Table 3,
+        # §4); set on every optimiser (where grad_clip is None nothing is clipped either way)
+        config, _ = _replace_everywhere(config, "clip_mode", "global_norm")
     if domain is None:
         return config
     settings = domain_settings(domain)
