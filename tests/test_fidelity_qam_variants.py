@@ -92,7 +92,7 @@ def test_qam_fql_teacher_actions_are_clipped():
     assert np.mean(np.abs(teacher) == 1.0) > 0.5  # most coordinates sit on the box's faces
     unclipped = agents.flow_actions(
         LinearInterpolant(),
-        agent.flows.fine.model,
+        agent.flows.velocity(),
         observations,
         noise,
         config.qam.flow_steps,

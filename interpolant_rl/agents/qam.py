@@ -27,7 +27,7 @@ import jax.random as jr
 from jaxtyping import PRNGKeyArray
 
 from .._interpolant import LinearInterpolant
-from ..nn import ema_update, VelocityField
+from ..nn import ema_update, ResidualField, VelocityField, zero_output
 from ..objectives import (
     AbstractAdjointMatchingScheme,
     adjoint_matching_loss,
@@ -60,6 +60,7 @@ class QAMConfig:
     flow_steps: int = 10  # Euler steps T of the flows (sampling, SDE and adjoint)
     scheme: AbstractAdjointMatchingScheme | None = None  # None: QAMReferenceAdjointMatching(T)
     basic_adjoint: bool = False  # True: basic adjoint of the fine-tuned SDE (the BAM ablation)
+    residual: bool = False  # fine flow = EMA base + a zero-initialised correction (Algorithm 1)
     actor: NetworkConfig = NetworkConfig()  # both flows: 4x512 GELU, no LayerNorm
     critic: CriticConfig = CriticConfig(grad_clip=1.0)  # K = 10, rho = 0.5, gamma = 0.99, clip 1
     learning_rate: float = 3e-4  # Adam step size of both flows
@@ -86,6 +87,12 @@ class AdjointMatchedFlow(eqx.Module):
     $f_\beta$ (flow matching), its EMA base $\bar f_\beta$, and the fine-tuned flow $f_\theta$
     (adjoint matching against a critic).
 
+    With `config.residual`, `fine` holds a correction $g_\theta$ whose output layer starts at
+    zero, and the fine-tuned velocity is $\bar f_\beta + g_\theta$
+    ([`ResidualField`][interpolant_rl.nn.ResidualField]); otherwise `fine` is a separate,
+    randomly initialised velocity field. [`velocity`][interpolant_rl.agents.qam.AdjointMatchedFlow.velocity]
+    is the fine-tuned velocity either way.
+
     **Fields:** `behaviour`, `base`, `fine`, `action_dim`, `config` (static).
     """
 
@@ -103,11 +110,12 @@ class AdjointMatchedFlow(eqx.Module):
             return build_network(VelocityField, action_dim, obs_dim, config.actor, k)
 
         behaviour = field(behaviour_key)
+        fine = zero_output(field(fine_key)) if config.residual else field(fine_key)
         optimiser = adam(config.learning_rate, config.grad_clip, config.clip_mode)
         return cls(
             Trained.create(behaviour, optimiser),
             behaviour,
-            Trained.create(field(fine_key), optimiser),
+            Trained.create(fine, optimiser),
             action_dim,
             config,
         )
@@ -126,7 +134,7 @@ class AdjointMatchedFlow(eqx.Module):
         def fine_loss(field):
             return objective(
                 config.adjoint_scheme,
-                field,
+                self._velocity(field, base),
                 base,
                 critic.target_mean_gradient,
                 config.tau,
@@ -140,12 +148,19 @@ class AdjointMatchedFlow(eqx.Module):
         new = AdjointMatchedFlow(behaviour, base, fine, self.action_dim, config)
         return new, dict(flow_matching_loss=bc_loss, **metrics)
 
+    def _velocity(self, fine, base):
+        return ResidualField(base, fine) if self.config.residual else fine
+
+    def velocity(self) -> VelocityField | ResidualField:
+        """The fine-tuned velocity $f_\\theta$ (with `residual`: $\\bar f_\\beta + g_\\theta$)."""
+        return self._velocity(self.fine.model, self.base)
+
     def sample(self, observations, key, noise=None):
         """$\\operatorname{clip}(\\mathrm{ODE}_{f_\\theta}(s, z), -1, 1)$ for a batch of states."""
         if noise is None:
             noise = jr.normal(key, (observations.shape[0], self.action_dim))
         actions = flow_actions(
-            LinearInterpolant(), self.fine.model, observations, noise, self.config.flow_steps
+            LinearInterpolant(), self.velocity(), observations, noise, self.config.flow_steps
         )
         return jax.numpy.clip(actions, -1.0, 1.0)
 

@@ -12,8 +12,10 @@ from ._critic import (
 from ._ema import ema_update as ema_update
 from ._fields import (
     OneStepPolicy as OneStepPolicy,
+    ResidualField as ResidualField,
     TwoTimeField as TwoTimeField,
     VelocityField as VelocityField,
+    zero_output as zero_output,
 )
 from ._mlp import MLP as MLP
 from ._tanh_gaussian import TanhGaussianPolicy as TanhGaussianPolicy

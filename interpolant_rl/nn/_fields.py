@@ -2,6 +2,7 @@ r"""Networks on actions: velocity fields, two-time (jump / average-velocity) fie
 one-step noise-conditioned policies."""
 
 import equinox as eqx
+import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._custom_types import ScalarLike
@@ -66,6 +67,42 @@ class VelocityField(eqx.Module):
         """
         inputs = _network_input("VelocityField", self.obs_dim, cond, x, self.action_dim, t)
         return self.mlp(inputs)
+
+
+class ResidualField(eqx.Module):
+    r"""A base velocity plus a learned correction, $v(t, x \mid s) = v_\beta(t, x \mid s) +
+    f_\theta(t, x \mid s)$: QAM's residual parametrisation of the fine-tuned flow (QAM paper,
+    Algorithm 1), in which the adjoint-matching control $u = 2(v - v_\beta)/\sigma = 2f_\theta/\sigma$
+    is the correction alone.
+
+    Gradients reach only what the caller differentiates: the agents hold `base` fixed (an EMA copy,
+    stop-gradient) and train `correction`.
+
+    **Fields:** `base`, `correction` (any velocity fields `(t, x, cond) -> v`).
+    """
+
+    base: VelocityField
+    correction: VelocityField
+
+    def __call__(
+        self,
+        t: ScalarLike,
+        x: Float[Array, " action_dim"],
+        cond: Float[Array, " obs_dim"] | None = None,
+    ) -> Float[Array, " action_dim"]:
+        r"""$v_\beta(t, x \mid \text{cond}) + f_\theta(t, x \mid \text{cond})$."""
+        return self.base(t, x, cond) + self.correction(t, x, cond)
+
+
+def zero_output(field: VelocityField) -> VelocityField:
+    """`field` with its output layer's weights and bias set to zero: it outputs $0$ everywhere
+    until trained (a residual correction that starts at its base)."""
+    last = field.mlp.layers[-1]
+    return eqx.tree_at(
+        lambda f: (f.mlp.layers[-1].weight, f.mlp.layers[-1].bias),
+        field,
+        (jnp.zeros_like(last.weight), jnp.zeros_like(last.bias)),
+    )
 
 
 class TwoTimeField(eqx.Module):
