@@ -15,7 +15,9 @@ What is measured, for every agent of `interpolant_rl.agents.available_agents()` 
 `--agents`) at the shapes and sizes of `benchmarks/train_step.py` (OGBench cube-double:
 observation dimension 37, action chunks of 5 x 5 = 25 dimensions; `paper`: networks 4 x 512,
 10 critics; `small`: 2 x 256, 2 critics; default hyperparameters, T = 10 flow steps, MoMa QL with
-one jump): the latency of producing one action (one chunk) for one unbatched observation, each
+one jump; QAM-FQL with alpha = 30 and QAM-EDIT with edit scale 0.1, `train_step.VARIANT_VALUES`,
+because at their defaults alpha = 0 and edit scale 0 both are plain QAM, which acts with the
+10-step ODE, not with a one-step policy or an edit): the latency of producing one action (one chunk) for one unbatched observation, each
 call blocking until the action is ready, in three variants timed in interleaved repetitions
 (order rotated every repetition, to cancel drift from other processes):
 
@@ -89,6 +91,8 @@ TARGET = {
     "min": 5000,
     "config": "paper",
     "cores": 1,
+    # qam_fql is timed with alpha = 30 (train_step.VARIANT_VALUES, a Table 4 value): its default
+    # alpha = 0 is plain QAM, not a one-step policy
     "agents": ["ofql", "moma_ql", "qam_fql"],
     "source": "issue 6: one-step policies (OFQL, MoMa QL with one jump, QAM-FQL) > 5,000 "
     "actions/s at paper size on one core",

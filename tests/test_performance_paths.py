@@ -7,8 +7,10 @@
   optimiser from `adam` is one object per configuration);
 - `CriticEnsemble.batch_values` equals the vmapped per-sample ensemble, values and gradients,
   and the critic's TD step equals the per-sample formulation;
-- with `alpha = 0` FQL's one-step policy step (shared by QAM-FQL) never runs the teacher and
-  matches the full distillation loss at `alpha = 0` (loss, metrics and the updated policy).
+- with `alpha = 0` FQL's one-step policy step never runs the teacher and matches the full
+  distillation loss at `alpha = 0` (loss, metrics and the updated policy). (QAM-FQL at
+  `alpha = 0` is plain QAM, without a one-step policy: its tiny configuration here uses
+  `alpha = 30`, a Table 4 value, so that its one-step path is the one exercised.)
 """
 
 import dataclasses
@@ -33,9 +35,15 @@ OBS_DIM, ACTION_DIM, BATCH = 3, 2, 8
 COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 
 
+# QAM-FQL's default alpha = 0 (and alpha = inf) and QAM-EDIT's default edit_scale = 0 build plain
+# QAM; these finite values (Table 4's cube-triple cells) keep the one-step and edit paths.
+VARIANT_DEFAULTS = {"qam_fql": dict(alpha=30.0), "qam_edit": dict(edit_scale=0.1)}
+
+
 def tiny_config(name, width=16, **changes):
     config = agents.resize(agents.default_config(name), width=width, depth=1, num_critics=2)
-    if name == "qam_fql":
+    config = dataclasses.replace(config, **VARIANT_DEFAULTS.get(name, {}))
+    if name in ("qam_fql", "qam_edit"):
         config = dataclasses.replace(config, qam=dataclasses.replace(config.qam, flow_steps=2))
     elif name in ("qam", "ifql", "fql"):
         config = dataclasses.replace(config, flow_steps=2)
@@ -91,6 +99,8 @@ def test_act_equals_the_whole_agent_policy(name):
         assert actions.shape == expected.shape
         np.testing.assert_array_equal(np.asarray(actions), np.asarray(expected))
 
+    if name == "qam_fql":  # the one-step policy, not plain QAM (alpha = 30 in tiny_config)
+        assert isinstance(agent, agents.qam_fql.QAMFQL), type(agent)
     bound = _bound_policy(agent)
     used = {len(program.used) for program in bound.programs.values()}
     if name in ("ofql", "qam_fql"):  # the policy network alone: 2 layers x (weight, bias)
@@ -281,6 +291,7 @@ def test_zero_alpha_skips_the_teacher_and_keeps_the_loss(normalise_q):
 
 @pytest.mark.parametrize("name", ["qam_fql", "fql"])
 def test_agents_report_distillation_only_when_alpha_is_positive(name):
+    # (QAM-FQL at alpha = 0 is plain QAM, which has no distillation either)
     batch = random_batch(jr.key(1))
     for alpha in (0.0, 3.0):
         config = tiny_config(name, alpha=alpha)
