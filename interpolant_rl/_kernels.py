@@ -3,6 +3,7 @@ r"""Characteristic kernels and maximum mean discrepancy (MMD) estimators."""
 import abc
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
@@ -64,3 +65,21 @@ def mmd_squared(
         within_x = jnp.mean(kxx)
         within_y = jnp.mean(kyy)
     return within_x + within_y - 2.0 * jnp.mean(kxy)
+
+
+def median_distance(samples: Samples) -> Scalar:
+    r"""The median heuristic: $\operatorname{median}\{\|z_a - z_b\| : a < b\}$ over the
+    $n(n-1)/2$ distinct pairs of `samples` ($n \ge 2$), under stop-gradient (a bandwidth chosen
+    from the data, not a quantity to optimise: no gradient flows through it).
+
+    **Arguments:** `samples`, shape `(n, dim)`.
+
+    **Returns:** the median pairwise Euclidean distance (a scalar $\ge 0$).
+    """
+    n = samples.shape[0]
+    if n < 2:
+        raise ValueError("the median heuristic needs at least 2 samples")
+    rows, cols = jnp.triu_indices(n, 1)
+    squared = _squared_distances(samples, samples)[rows, cols]
+    # the median of the squared distances, then the root: same value, no sqrt at 0
+    return jnp.sqrt(jnp.median(jax.lax.stop_gradient(squared)))

@@ -206,16 +206,30 @@ def test_meanflow_one_step_maps_noise_to_data():
 
 def test_jump_times_and_bandwidths():
     times = obj.UniformJumpTimes(gap=0.3, epsilon=0.05)
-    t, r, s = jax.vmap(times)(jr.split(jr.key(3), 2000))
+    t, r, s = jax.jit(jax.vmap(times))(jr.split(jr.key(3), 2000))
     assert bool(jnp.all((0.0 <= t) & (t <= r) & (r < s) & (s <= 1.0) & (s > 0.05)))
     np.testing.assert_allclose(r, t + 0.3 * (s - t), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError):
         obj.UniformJumpTimes(gap=1.0)
     # IMM's width: |c_out| = (s - t)/(1 - t) for the linear interpolant, floored.
+    z = jnp.zeros((4, 2))
     width = obj.JumpScaledBandwidth(LINEAR, scale=2.0, minimum=0.05)
-    assert float(width(0.2, 0.6)) == pytest.approx(2.0 * 0.4 / 0.8, rel=1e-6)
-    assert float(width(0.5, 0.5)) == pytest.approx(0.05)
-    assert float(obj.ConstantBandwidth(0.7)(0.1, 0.9)) == pytest.approx(0.7)
+    assert float(width(0.2, 0.6, z)) == pytest.approx(2.0 * 0.4 / 0.8, rel=1e-6)
+    assert float(width(0.5, 0.5, z)) == pytest.approx(0.05)
+    assert float(obj.ConstantBandwidth(0.7)(0.1, 0.9, z)) == pytest.approx(0.7)
+    # The sampler's own jumps: with grid_fraction 1 every draw is (k/K, (k+1)/K).
+    grid = obj.UniformJumpTimes(gap=0.5, grid_fraction=1.0, num_jumps=4)
+    t, r, s = jax.jit(jax.vmap(grid))(jr.split(jr.key(4), 400))
+    np.testing.assert_allclose(s - t, 0.25, atol=1e-6)
+    np.testing.assert_allclose(jnp.round(4 * t), 4 * t, atol=1e-5)
+    assert set(np.round(4 * np.asarray(t)).astype(int)) == {0, 1, 2, 3}
+    np.testing.assert_allclose(r, t + 0.125, atol=1e-6)
+    half = obj.UniformJumpTimes(grid_fraction=0.5)
+    t, _, s = jax.jit(jax.vmap(half))(jr.split(jr.key(5), 4000))
+    corner = np.asarray((t == 0.0) & (s == 1.0))
+    assert abs(corner.mean() - 0.5) < 4 * math.sqrt(0.25 / 4000)
+    with pytest.raises(ValueError):
+        obj.UniformJumpTimes(grid_fraction=1.5)
 
 
 def test_multi_jump_sample_with_the_exact_jump_reproduces_the_data():
@@ -259,9 +273,11 @@ def _mmd_losses(field, target_field, keys, times, width, groups, particles):
     def both(key):
         data_key, key = jr.split(key)
         actions = DATA_MEAN + jnp.sqrt(DATA_VAR) * jr.normal(data_key, (groups, particles, 1))
-        kwargs = dict(times=times, bandwidth=obj.ConstantBandwidth(width))
+        kwargs = dict(times=times, bandwidth=obj.ConstantBandwidth(width), shared_noise=True)
         return (
-            obj.moment_matching_loss(LINEAR, field, target_field, actions, None, key, **kwargs),
+            obj.moment_matching_loss(
+                LINEAR, field, target_field, actions, None, key, unbiased=False, **kwargs
+            ),
             obj.moment_matching_loss(
                 LINEAR, field, target_field, actions, None, key, unbiased=True, **kwargs
             ),
@@ -270,7 +286,9 @@ def _mmd_losses(field, target_field, keys, times, width, groups, particles):
     return jax.vmap(both)(keys)
 
 
-def test_moment_matching_loss_at_the_exact_flow_map():
+def test_moment_matching_loss_at_the_exact_flow_map_with_shared_noise():
+    """Inductive moment matching's pairs (x_t^i and x_r^i from one (x0, x1)): dependent sets,
+    so even the U-statistic averages (2/M)(kappa - rho) != 0 at the exact flow map."""
     groups, particles, width = 256, 4, 0.5
     times = FixedJumpTimes(0.2, 0.5, 0.9)
     keys = jr.split(jr.key(6), 32)
@@ -289,6 +307,149 @@ def test_moment_matching_loss_at_the_exact_flow_map():
     ) / math.sqrt(len(keys))
 
 
+def _rbf_mean(variance, width):
+    """E exp(-D^2/(2 l^2)) for D ~ N(0, variance)."""
+    return 1.0 / math.sqrt(1.0 + variance / width**2)
+
+
+def _expected_mmd_one_action(t, r, s, width, particles):
+    """E[V], E[U] at the exact flow map for one action x1 per group and independent noises: given
+    x1 the online jumps are N(a(x1), vP), the target's N(b(x1), vQ), a - b = k (x1 - m)."""
+    sig = lambda u: math.sqrt(u**2 * DATA_VAR + (1 - u) ** 2)
+    v_p = (sig(s) / sig(t) * (1 - t)) ** 2
+    v_q = (sig(s) / sig(r) * (1 - r)) ** 2
+    k = sig(s) * (t / sig(t) - r / sig(r))
+    within_p, within_q = _rbf_mean(2 * v_p, width), _rbf_mean(2 * v_q, width)
+    cross = _rbf_mean(v_p + v_q + k**2 * DATA_VAR, width)
+    u_stat = within_p + within_q - 2 * cross
+    return u_stat + (2.0 - within_p - within_q) / particles, u_stat
+
+
+@eqx.filter_jit
+def _independent_losses(field, keys, times, width, groups, n, noises):
+    def both(key):
+        data_key, key = jr.split(key)
+        actions = DATA_MEAN + jnp.sqrt(DATA_VAR) * jr.normal(data_key, (groups, n, 1))
+        kwargs = dict(times=times, bandwidth=obj.ConstantBandwidth(width), noises=noises)
+        return tuple(
+            obj.moment_matching_loss(
+                LINEAR, field, field, actions, None, key, unbiased=unbiased, **kwargs
+            )
+            for unbiased in (False, True)
+        )
+
+    return jax.vmap(both)(keys)
+
+
+def _assert_mean(estimates, expected, keys):
+    standard_error = float(jnp.std(estimates)) / math.sqrt(len(keys))
+    assert abs(float(jnp.mean(estimates)) - expected) < 4.0 * standard_error + 1e-4
+
+
+def test_u_statistic_is_unbiased_with_independent_target_noise():
+    """The default construction (target particles with their own noises): the U-statistic's
+    expectation is the population MMD^2 of the two laws. M distinct actions of one law, one
+    noise each: the exact flow map pushes p_t and p_r to the same p_s, so E[U] = 0 (the shared
+    noises of inductive moment matching give (2/M)(kappa - rho) instead); the V-statistic adds
+    (2/M)(1 - kappa). One action with M noises (offline data): the conditional closed form."""
+    width, t, r, s = 0.5, 0.2, 0.5, 0.9
+    times = FixedJumpTimes(t, r, s)
+    keys = jr.split(jr.key(14), 32)
+    exact = _exact_jump()
+    v_stat, u_stat = _independent_losses(exact, keys, times, width, 256, 4, 1)
+    kappa = _rbf_mean(2 * (s**2 * DATA_VAR + (1 - s) ** 2), width)
+    _assert_mean(u_stat, 0.0, keys)
+    _assert_mean(v_stat, 2.0 / 4 * (1.0 - kappa), keys)
+    # one action per group, M = 4 noises
+    v_stat, u_stat = _independent_losses(exact, keys, times, width, 256, 1, 4)
+    expected_v, expected_u = _expected_mmd_one_action(t, r, s, width, 4)
+    assert expected_u > 1e-3  # the conditional laws differ: a genuine (known) positive value
+    _assert_mean(u_stat, expected_u, keys)
+    _assert_mean(v_stat, expected_v, keys)
+    # at t = 0 the online jumps forget x1: same closed form with k = sigma_s (0 - r/sigma_r)
+    v_stat, u_stat = _independent_losses(exact, keys, FixedJumpTimes(0.0, r, s), width, 256, 1, 4)
+    _assert_mean(u_stat, _expected_mmd_one_action(0.0, r, s, width, 4)[1], keys)
+    with pytest.raises(ValueError, match="2 particles"):
+        obj.moment_matching_loss(
+            LINEAR, exact, exact, jnp.zeros((3, 1, 1)), None, jr.key(0), noises=1
+        )
+
+
+def test_median_bandwidth_is_the_pooled_median_under_stop_gradient():
+    """One group: the loss with MedianBandwidth equals, in value and in gradient, the loss with
+    the constant bandwidth set to the median pairwise distance of the group's pooled jumps."""
+    actions = DATA_MEAN + math.sqrt(DATA_VAR) * jr.normal(jr.key(15), (1, 1, 2))
+    times, key, noises = FixedJumpTimes(0.3, 0.5, 0.8), jr.key(16), 5
+
+    class Scaled(eqx.Module):
+        w: Float[Array, ""]
+
+        def __call__(self, t, s, x, cond):
+            return self.w * x + s
+
+    target = Scaled(jnp.asarray(0.7))
+
+    @eqx.filter_jit
+    def loss(w, bandwidth):
+        return obj.moment_matching_loss(
+            LINEAR,
+            Scaled(w),
+            target,
+            actions,
+            None,
+            key,
+            noises=noises,
+            times=times,
+            bandwidth=bandwidth,
+        )
+
+    # the pooled jumps, rebuilt from the documented key split
+    _, noise_key, target_key = jr.split(key, 3)
+    eps = jr.normal(noise_key, (1, noises, 2))[0]
+    eps_t = jr.normal(target_key, (1, noises, 2))[0]
+    w = jnp.asarray(1.3)
+
+    def jumps(w, t, noise):
+        x_t = t * actions[0, 0] + (1.0 - t) * noise
+        return 0.8 * (w * x_t + 0.8) + 0.2 * (x_t - t * (w * x_t + 0.8)) / (1.0 - t)
+
+    online, tgt = jumps(1.3, 0.3, eps), jumps(0.7, 0.5, eps_t)
+    pooled = np.asarray(jnp.concatenate([online, tgt]))
+    distances = [np.linalg.norm(a - b) for i, a in enumerate(pooled) for b in pooled[i + 1 :]]
+    median = float(np.median(distances))
+    assert float(obj.MedianBandwidth()(0.3, 0.8, jnp.asarray(pooled))) == pytest.approx(
+        median, rel=1e-5
+    )
+    fixed = obj.ConstantBandwidth(median)
+    assert float(loss(w, obj.MedianBandwidth())) == pytest.approx(float(loss(w, fixed)), rel=1e-4)
+    grad_median = eqx.filter_jit(jax.grad(loss))(w, obj.MedianBandwidth())
+    grad_fixed = eqx.filter_jit(jax.grad(loss))(w, fixed)
+    assert float(grad_median) == pytest.approx(float(grad_fixed), rel=1e-3)
+    # a floor for coincident particles
+    assert float(obj.MedianBandwidth(minimum=0.01)(0.0, 1.0, jnp.zeros((4, 2)))) == pytest.approx(
+        0.01
+    )
+
+
+def test_preconditioned_jump_has_the_boundary_condition():
+    """c_skip x is the posterior mean of N(0, sigma_d^2) data and at t = 1 the jump field returns
+    x whatever the network: the jump from the data is the identity."""
+    sigma = 0.5
+    zero = obj.PreconditionedJump(LINEAR, lambda t, s, x, c: jnp.zeros_like(x), sigma)
+    wild = obj.PreconditionedJump(LINEAR, lambda t, s, x, c: 7.0 + x**3, sigma)
+    gaussian = GaussianMixture([1.0], [[0.0, 0.0]], [[[sigma**2, 0.0], [0.0, sigma**2]]])
+    x = jnp.array([0.4, -1.3])
+    for t in (0.1, 0.5, 0.9):
+        np.testing.assert_allclose(
+            zero(jnp.asarray(t), 1.0, x, None), gaussian.denoiser(LINEAR, t, x), rtol=1e-5
+        )
+    np.testing.assert_allclose(wild(jnp.asarray(1.0), 1.0, x, None), x, rtol=1e-6)
+    # at t = 0 the prediction is sigma_d * F (x carries no information)
+    np.testing.assert_allclose(
+        wild(jnp.asarray(0.0), 1.0, x, None), sigma * (7.0 + x**3), rtol=1e-6
+    )
+
+
 def test_moment_matching_gradient_reaches_only_the_online_field():
     actions = DATA_MEAN + math.sqrt(DATA_VAR) * jr.normal(jr.key(7), (8, 4, 1))
     cond = jr.normal(jr.key(8), (8, 3))  # one state per group
@@ -305,29 +466,37 @@ def test_moment_matching_gradient_reaches_only_the_online_field():
         )
 
     for kernel in (ir.RBFKernel, ir.LaplaceKernel):
-        online_grad, target_grad = jax.grad(loss, argnums=(0, 1))(0.9, DATA_MEAN, kernel)
+        grads = jax.jit(jax.grad(loss, argnums=(0, 1)), static_argnums=2)
+        online_grad, target_grad = grads(0.9, DATA_MEAN, kernel)
         assert float(target_grad) == 0.0
         assert abs(float(online_grad)) > 1e-3
 
 
-def test_per_particle_states_and_weights():
-    # Per-particle states equal to the group's state give the per-group loss; weights scale
-    # groups (all ones: unchanged; a zero drops that group's term).
+def test_group_weights_and_states():
+    # Weights scale groups (all ones: unchanged; a zero drops that group's term); a group's term
+    # depends on its own state only (changing the other groups' states leaves it unchanged).
     actions = DATA_MEAN + math.sqrt(DATA_VAR) * jr.normal(jr.key(10), (6, 4, 1))
     cond = jr.normal(jr.key(11), (6, 3))
 
     def field(t, s, x, c):
         return x * (1.0 + jnp.sum(c) * t) + s
 
-    def loss(cond, **kwargs):
-        return obj.moment_matching_loss(LINEAR, field, field, actions, cond, jr.key(12), **kwargs)
+    @jax.jit
+    def loss(cond, weights=jnp.ones(6)):
+        return obj.moment_matching_loss(
+            LINEAR, field, field, actions, cond, jr.key(12), weights=weights
+        )
 
     per_group = loss(cond)
-    per_particle = loss(jnp.repeat(cond[:, None], 4, axis=1), cond_per_particle=True)
-    assert np.isclose(per_group, per_particle, rtol=1e-6)
+    only_2 = jnp.zeros(6).at[2].set(1.0)
+    moved = cond.at[jnp.array([0, 1, 3, 4, 5])].add(1.7)
+    assert np.isclose(loss(cond, weights=only_2), loss(moved, weights=only_2), rtol=1e-6)
+    assert not np.isclose(loss(cond), loss(moved), rtol=1e-3)
     assert np.isclose(loss(cond, weights=jnp.ones(6)), per_group, rtol=1e-6)
     dropped = jnp.ones(6).at[2].set(0.0)
-    assert loss(cond, weights=dropped) < per_group
+    assert np.isclose(
+        loss(cond, weights=dropped), per_group - loss(cond, weights=only_2), atol=1e-6
+    )
     assert np.isclose(loss(cond, weights=jnp.zeros(6)), 0.0)
 
     batch = actions.reshape(-1, 1)

@@ -43,17 +43,22 @@ from ._meanflow import (
     LogitNormalTimes as LogitNormalTimes,
     meanflow_loss as meanflow_loss,
     meanflow_one_step as meanflow_one_step,
+    meanflow_preset as meanflow_preset,
     meanflow_target as meanflow_target,
+    MeanFlowPreset as MeanFlowPreset,
     UniformTimes as UniformTimes,
 )
 from ._moment_matching import (
+    AbstractBandwidth as AbstractBandwidth,
     AbstractJumpTimes as AbstractJumpTimes,
     ConstantBandwidth as ConstantBandwidth,
     jump as jump,
     JumpField as JumpField,
     JumpScaledBandwidth as JumpScaledBandwidth,
+    MedianBandwidth as MedianBandwidth,
     moment_matching_loss as moment_matching_loss,
     multi_jump_sample as multi_jump_sample,
+    PreconditionedJump as PreconditionedJump,
     UniformJumpTimes as UniformJumpTimes,
 )
 from ._q_term import normalised_q_loss as normalised_q_loss

@@ -73,6 +73,55 @@ class UniformTimes(AbstractTimeSampler):
         return jr.uniform(key, shape)
 
 
+class MeanFlowPreset(eqx.Module):
+    r"""The time law and loss weighting of one published MeanFlow configuration, written in this
+    package's time direction ($t = 0$ noise, $t = 1$ data).
+
+    MeanFlow draws two logit-normal times and orders them; on a fraction of the pairs the two
+    times are set equal (plain flow matching), and each sample's squared error $e$ is weighted
+    by $\mathrm{sg}(1/(e + \epsilon)^p)$. Its two published settings:
+
+    | preset | pairs with $t \ne s$ | logit-normal (MeanFlow's direction) | here | $p$ |
+    |---|---|---|---|---|
+    | `"imagenet"` | 25 % | $(-0.4, 1.0)$ | $(0.4, 1.0)$ | 1 |
+    | `"cifar10"` | 75 % | $(-2.0, 2.0)$ | $(2.0, 2.0)$ | 0.75 |
+
+    (The mean's sign flips with the time direction, see
+    [`LogitNormalTimes`][interpolant_rl.objectives.LogitNormalTimes]; both put most of the
+    mass on the data side, the CIFAR-10 law much more so.) Get one with
+    [`meanflow_preset`][interpolant_rl.objectives.meanflow_preset]; pass it to
+    [`meanflow_loss`][interpolant_rl.objectives.meanflow_loss] as `**preset.loss_kwargs()`.
+
+    **Fields:** `equal_time_fraction` (the fraction of pairs with $s = t$), `time_sampler`,
+    `adaptive_weight_power` $p$.
+    """
+
+    equal_time_fraction: float
+    time_sampler: AbstractTimeSampler
+    adaptive_weight_power: float
+
+    def loss_kwargs(self) -> dict:
+        """The keyword arguments of `meanflow_loss` that this preset sets."""
+        return dict(
+            equal_time_fraction=self.equal_time_fraction,
+            time_sampler=self.time_sampler,
+            adaptive_weight_power=self.adaptive_weight_power,
+        )
+
+
+def meanflow_preset(name: str) -> MeanFlowPreset:
+    r"""MeanFlow's published setting `name`: `"imagenet"` (25 % of pairs with $t \ne s$,
+    logit-normal $(0.4, 1)$ here, $p = 1$) or `"cifar10"` (75 %, logit-normal $(2, 2)$ here,
+    $p = 0.75$); see [`MeanFlowPreset`][interpolant_rl.objectives.MeanFlowPreset]."""
+    presets = {
+        "imagenet": MeanFlowPreset(0.75, LogitNormalTimes(0.4, 1.0), 1.0),
+        "cifar10": MeanFlowPreset(0.25, LogitNormalTimes(2.0, 2.0), 0.75),
+    }
+    if name not in presets:
+        raise ValueError(f"unknown MeanFlow preset {name!r}; available: {', '.join(presets)}")
+    return presets[name]
+
+
 def meanflow_target(
     average_velocity: AverageVelocityField,
     x_t: Vector,

@@ -13,7 +13,6 @@ hence easier to get right first). Sampling takes 1 or a few jumps from $t = 0$ t
 """
 
 import abc
-import math
 from collections.abc import Callable
 
 import equinox as eqx
@@ -24,15 +23,12 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._custom_types import Cond, Scalar, ScalarLike, Vector
 from .._interpolant import AbstractInterpolant
-from .._kernels import AbstractKernel, mmd_squared, RBFKernel
+from .._kernels import AbstractKernel, median_distance, mmd_squared, RBFKernel
 
 
 JumpField = Callable[[Scalar, Scalar, Vector, Cond], Vector]
 r"""A two-time field `G(t, s, x, cond) -> x1_hat`: the prediction of the data $\hat x_1$ used
 to jump from `x` at time `t` to time `s`, acting on one unbatched sample `x` of shape `(dim,)`."""
-
-Bandwidth = Callable[[Scalar, Scalar], ScalarLike]
-r"""A kernel bandwidth $\ell(t, s)$ for the group jumping from time `t` to time `s`."""
 
 
 def jump(
@@ -101,6 +97,39 @@ def multi_jump_sample(
     return x1
 
 
+class PreconditionedJump(eqx.Module):
+    r"""A jump field with the boundary condition built in (the EDM / inductive-moment-matching
+    preconditioning, written for any interpolant):
+
+    $$G(t, s, x, c) = c_{\text{skip}}(t)\,x + c_{\text{out}}(t)\,F(t, s, x, c),\qquad
+      c_{\text{skip}} = \frac{\alpha_t\sigma_d^2}{\alpha_t^2\sigma_d^2 + \beta_t^2},\quad
+      c_{\text{out}} = \frac{\beta_t\sigma_d}{\sqrt{\alpha_t^2\sigma_d^2 + \beta_t^2}},$$
+
+    with $F$ the raw network. $c_{\text{skip}}\,x$ is $\mathbb E[x_1 \mid x_t = x]$ for data
+    $\mathcal N(0, \sigma_d^2 I)$ and $c_{\text{out}}$ that posterior's standard deviation, so $F$
+    predicts a unit-scale residual; at $t = 1$ ($\beta = 0$) $G = x$ whatever $F$: the jump from
+    the data is the identity. Without it the jump to $s = 1$ is $\hat x_1 = F$ itself
+    ($\beta_s = 0$ removes the DDIM skip term), nothing ties $F(t \to 1, 1, x)$ to $x$, and a
+    self-distilled (stop-gradient) target admits the constant field — every jump lands on one
+    point — as a zero-loss solution.
+
+    **Fields:** `interpolant`, `network` (a [`JumpField`][interpolant_rl.objectives.JumpField]),
+    `sigma_data` $\sigma_d > 0$ (the data scale per coordinate; EDM's 0.5 for actions in
+    $[-1, 1]$).
+    """
+
+    interpolant: AbstractInterpolant
+    network: JumpField
+    sigma_data: float = 0.5
+
+    def __call__(self, t: ScalarLike, s: ScalarLike, x: Vector, cond: Cond) -> Vector:
+        alpha, beta = self.interpolant.alpha(t), self.interpolant.beta(t)
+        variance = alpha**2 * self.sigma_data**2 + beta**2
+        c_skip = alpha * self.sigma_data**2 / variance
+        c_out = beta * self.sigma_data / jnp.sqrt(variance)
+        return c_skip * x + c_out * self.network(t, s, x, cond)
+
+
 class AbstractJumpTimes(eqx.Module):
     r"""Draws the times $(t, r, s)$, $0 \le t \le r < s \le 1$, of one group of particles: the
     online model jumps $t \to s$, the stop-gradient target $r \to s$."""
@@ -135,23 +164,43 @@ class UniformJumpTimes(AbstractJumpTimes):
 
     gap: float = 0.1
     epsilon: float = 1e-3
+    grid_fraction: float = 0.0
+    num_jumps: int = 1
 
     def __check_init__(self):
+        if not 0.0 <= self.grid_fraction <= 1.0:
+            raise ValueError(f"grid_fraction must lie in [0, 1], got {self.grid_fraction}")
+        if not isinstance(self.num_jumps, int) or self.num_jumps < 1:
+            raise ValueError(f"num_jumps must be a positive integer, got {self.num_jumps!r}")
         if not 0.0 <= self.gap < 1.0:
             raise ValueError(f"gap must lie in [0, 1), got {self.gap}")
         if not 0.0 <= self.epsilon < 1.0:
             raise ValueError(f"epsilon must lie in [0, 1), got {self.epsilon}")
 
     def __call__(self, key: PRNGKeyArray) -> tuple[Scalar, Scalar, Scalar]:
-        s_key, t_key = jr.split(key)
+        s_key, t_key, grid_key, k_key = jr.split(key, 4)
         s = 1.0 - jr.uniform(s_key, (), minval=0.0, maxval=1.0 - self.epsilon)
         t = s * jr.uniform(t_key, ())
+        k = jr.randint(k_key, (), 0, self.num_jumps)
+        on_grid = jr.uniform(grid_key, ()) < self.grid_fraction
+        t = jnp.where(on_grid, k / self.num_jumps, t)
+        s = jnp.where(on_grid, (k + 1) / self.num_jumps, s)
         r = t + self.gap * (s - t)
         return t, r, s
 
 
-class ConstantBandwidth(eqx.Module):
-    r"""$\ell(t, s) = \ell_0$ (`value`), the same bandwidth for every pair of times."""
+class AbstractBandwidth(eqx.Module):
+    r"""The kernel bandwidth $\ell$ of one group, jumping from time `t` to time `s`, given the
+    group's pooled particles (its online and target jumps, `(2M, dim)`); the result is used
+    under stop-gradient."""
+
+    @abc.abstractmethod
+    def __call__(self, t: ScalarLike, s: ScalarLike, samples: Float[Array, "n dim"]) -> Scalar:
+        r"""The bandwidth (a positive scalar)."""
+
+
+class ConstantBandwidth(AbstractBandwidth):
+    r"""$\ell(t, s) = \ell_0$ (`value`), the same bandwidth for every group."""
 
     value: float
 
@@ -159,11 +208,11 @@ class ConstantBandwidth(eqx.Module):
         if not self.value > 0:
             raise ValueError(f"the bandwidth must be positive, got {self.value}")
 
-    def __call__(self, t: ScalarLike, s: ScalarLike) -> Scalar:
-        return jnp.asarray(self.value, dtype=float)
+    def __call__(self, t: ScalarLike, s: ScalarLike, samples: Float[Array, "n dim"]) -> Scalar:
+        return jnp.asarray(self.value, dtype=samples.dtype)
 
 
-class JumpScaledBandwidth(eqx.Module):
+class JumpScaledBandwidth(AbstractBandwidth):
     r"""A bandwidth proportional to the weight of the prediction in the jump:
 
     $$\ell(t, s) = \max\big(c\,|c_{\text{out}}(t, s)|,\ \ell_{\min}\big),\qquad
@@ -172,8 +221,7 @@ class JumpScaledBandwidth(eqx.Module):
     (the coefficient of $\hat x_1$ in $\mathrm{DDIM}_{t\to s}$; linear interpolant:
     $(s - t)/(1 - t)$). Distances between jumps are then measured in units of the prediction
     $\hat x_1$, the time-dependent kernel weight $w = 1/c_{\text{out}}$ of inductive moment
-    matching. Short jumps get narrow kernels, so the loss then leans on the pairs built from the
-    same $(x_0, x_1)$ and behaves like a consistency loss.
+    matching.
 
     **Fields:** `interpolant`; `scale` $c$ (e.g. $\sqrt{\text{dim}}$, default 1); `minimum`
     $\ell_{\min} > 0$ (default $10^{-2}$), which keeps the kernel finite as $s \to t$.
@@ -187,114 +235,170 @@ class JumpScaledBandwidth(eqx.Module):
         if not (self.scale > 0 and self.minimum > 0):
             raise ValueError("scale and minimum must be positive")
 
-    def __call__(self, t: ScalarLike, s: ScalarLike) -> Scalar:
+    def __call__(self, t: ScalarLike, s: ScalarLike, samples: Float[Array, "n dim"]) -> Scalar:
         interp = self.interpolant
         c_out = interp.alpha(s) - interp.beta(s) * interp.alpha(t) / interp.beta(t)
-        return jnp.maximum(self.scale * jnp.abs(c_out), self.minimum)
+        return jnp.maximum(self.scale * jnp.abs(c_out), self.minimum).astype(samples.dtype)
+
+
+class MedianBandwidth(AbstractBandwidth):
+    r"""The adaptive bandwidth of the MoMa QL seed, by the **median heuristic per group**:
+
+    $$\ell_g = \max\Big(c\cdot\mathrm{sg}\big(\operatorname{median}_{a<b}\|z_a - z_b\|\big),\
+      \ell_{\min}\Big)$$
+
+    over the group's $2M$ pooled particles $z$ (its $M$ online and $M$ target jumps), with
+    $\mathrm{sg}$ a stop-gradient ([`interpolant_rl._kernels.median_distance`][]). Distances are
+    then measured in units of the group's own spread, so the kernel neither saturates (a
+    bandwidth far above the spread: $k \approx 1$, vanishing gradients) nor separates every
+    pair (far below: $k \approx 0$), whatever the action scale, the dimension or the times
+    $(t, s)$; the pull of the MMD on a particle scales like $1/\ell$, i.e. with the behaviour's
+    own scale. Pooling both sets keeps $\ell$ at the target's spread even when the online jumps
+    have collapsed onto one point (their own median would then be 0).
+
+    **Fields:** `scale` $c > 0$ (default 1); `minimum` $\ell_{\min} > 0$ (default $10^{-3}$),
+    for groups whose particles all coincide.
+    """
+
+    scale: float = 1.0
+    minimum: float = 1e-3
+
+    def __check_init__(self):
+        if not (self.scale > 0 and self.minimum > 0):
+            raise ValueError("scale and minimum must be positive")
+
+    def __call__(self, t: ScalarLike, s: ScalarLike, samples: Float[Array, "n dim"]) -> Scalar:
+        return jnp.maximum(self.scale * median_distance(samples), self.minimum)
 
 
 def moment_matching_loss(
     interpolant: AbstractInterpolant,
     field: JumpField,
     target_field: JumpField,
-    actions: Float[Array, "groups particles dim"],
+    actions: Float[Array, "groups n dim"],
     cond: Cond,
     key: PRNGKeyArray,
     *,
+    noises: int = 1,
     times: AbstractJumpTimes = UniformJumpTimes(),
     kernel: Callable[[Scalar], AbstractKernel] = RBFKernel,
-    bandwidth: Bandwidth | None = None,
-    unbiased: bool = False,
-    cond_per_particle: bool = False,
+    bandwidth: AbstractBandwidth = MedianBandwidth(),
+    unbiased: bool = True,
+    shared_noise: bool = False,
     weights: Float[Array, " groups"] | None = None,
 ) -> Scalar:
     r"""The moment-matching (MMD) loss of MoMa QL, averaged over groups of particles:
 
-    $$\mathcal L = \frac1B\sum_{g=1}^B \mathrm{MMD}^2_{k_g}\Big(
+    $$\mathcal L = \frac1G\sum_{g=1}^G w_g\,\widehat{\mathrm{MMD}}{}^2_{k_g}\Big(
       \big\{f_\theta(x_t^{i}; t \to s)\big\}_{i=1}^M,\
       \big\{\mathrm{sg}\,f_{\theta^-}(x_r^{j}; r \to s)\big\}_{j=1}^M\Big),$$
 
-    $$x_t^i = \alpha_t x_1^i + \beta_t x_0^i,\qquad x_r^i = \alpha_r x_1^i + \beta_r x_0^i,$$
+    $$x_t^i = \alpha_t x_1^{a(i)} + \beta_t \varepsilon_i,\qquad
+      x_r^j = \alpha_r x_1^{a(j)} + \beta_r \varepsilon'_j,$$
 
-    where group $g$ has its own times $(t, r, s)$ from `times`, its particles share the state
-    and the times, $x_t^i$ and $x_r^i$ are built from the *same* pair $(x_0^i, x_1^i)$ with
-    $x_0^i \sim \mathcal N(0, I)$, $f$ is [`interpolant_rl.objectives.jump`][], $\mathrm{sg}$ is a
-    stop-gradient (no gradient reaches `target_field`), and $k_g$ is `kernel(bandwidth(t, s))`.
+    where group $g$ has one state $c_g$ (every particle jumps with it) and its own times
+    $(t, r, s)$ from `times`; its $M = n\cdot m$ particles are its $n$ actions $x_1^a$, each
+    with $m$ = `noises` noises; $f$ is [`interpolant_rl.objectives.jump`][], $\mathrm{sg}$ a
+    stop-gradient (no gradient reaches `target_field`), and $k_g$ is `kernel(bandwidth(t, s, z))`
+    with $z$ the group's pooled jumps (the bandwidth under stop-gradient).
 
-    The population $\mathrm{MMD}^2$ of the two push-forwards vanishes exactly when
-    $f_\theta(\cdot; t\to s)$ maps $p_t$ to the law that the target's jump gives $p_r$ — $p_s$
-    once the shorter jumps are right, the induction that starts from the identity at $r = s$.
-    The estimator also sees the pairs, which make the two sets dependent: at the exact flow map,
-    writing $\rho = \mathbb E\,k(f(x_t^i), f(x_r^i))$ for partners and $\kappa = \mathbb E\,k(y, y')$
-    for independent $y, y' \sim p_s$, the V-statistic averages $\frac2M(1 - \rho)$ and the
-    U-statistic $\frac2M(\kappa - \rho)$, not zero (negative when partners are closer than
-    strangers). This $O(1/M)$ pull of each particle toward its partner is the consistency-model
-    part of the loss (all of it when $M = 1$).
+    **Groups from offline data.** A dataset has one action per state, so the agent passes
+    `actions[:, None]` (`n = 1`) and `noises = M`: the group of state $c$ is the interpolation of
+    its one action $x_1$ with $M$ independent noises, the same state and the same times. Two
+    particles of *different* states are never compared (pooling states would compare the
+    action marginal over the group's states, and the MMD would mostly pull each particle
+    toward its partner built from the same pair).
+
+    **Independence and what the estimator estimates.** The target particles get their *own*
+    noises $\varepsilon'_j$, independent of the online ones (`shared_noise=False`). Given the
+    group's actions the two sets are then independent and each is i.i.d. within (for
+    $n = 1$), so the U-statistic (`unbiased=True`) is unbiased:
+
+    $$\mathbb E\big[\widehat{\mathrm{MMD}}{}^2_U \,\big|\, x_1\big]
+      = \big\|\mu_{P \mid x_1} - \mu_{Q \mid x_1}\big\|_{\mathcal H}^2,$$
+
+    the squared MMD between $P_{x_1}$, the law of the online jump of
+    $p_t(\cdot \mid x_1)$, and $Q_{x_1}$, that of the target's jump of $p_r(\cdot \mid x_1)$. Had
+    the two sets shared their noises (`shared_noise=True`, the pairing of inductive moment
+    matching), the cross term would contain the $M$ partner pairs, each correlated, and the
+    expectation would gain $-\frac2M(\rho - \kappa)$ ($\rho$: the mean kernel between partners,
+    $\kappa$: between independent draws): a pull of each particle toward its partner, not a
+    comparison of distributions; the V-statistic adds $+\frac1M(2 - \kappa_P - \kappa_Q)$ (its
+    diagonal) on top.
+
+    Averaged over the states' actions $x_1 \sim \pi_\beta(\cdot \mid c)$ this is the
+    per-state MMD between the mixtures, plus the variance
+    $\mathbb E\|\Delta_{x_1} - \mathbb E\Delta_{x_1}\|^2$ of
+    $\Delta_{x_1} = \mu_{P \mid x_1} - \mu_{Q \mid x_1}$ (Jensen); with one action per state no
+    estimator can remove it. At $t = 0$ it does not depend on $\theta$: $x_0^i = \varepsilon_i$
+    carries no information on $x_1$, so $P_{x_1} = P$ and the loss is the MMD between the
+    one-jump sampler's law $f_\theta(\cdot; 0 \to s)_\# \mathcal N(0, I)$ and the target's
+    $p_s(\cdot \mid c)$ plus a constant — the start time of the one-jump sampler that acts
+    and enters the Q term is matched without bias. For $t > 0$ the conditional loss is an upper
+    bound of the per-state one (equal when the jumps forget $x_1$).
+
+    With $n > 1$ genuine actions of one state and `noises = 1` the U-statistic is unbiased
+    for the MMD between the group's action law pushed from $t$ and from $r$ (inductive moment
+    matching's setting, e.g. a single-state problem with `actions` of shape `(groups, M, dim)`).
 
     **Arguments:**
 
     - `interpolant`: the interpolant defining $x_t$ and the DDIM jump.
     - `field`: the jump field $G_\theta$ being trained, `(t, s, x, cond) -> x1_hat`.
-    - `target_field`: the target $G_{\theta^-}$ (an EMA copy, or the online field itself); its
-      jumps are wrapped in `jax.lax.stop_gradient`.
-    - `actions`: data $x_1$ grouped by state, shape `(groups, particles, dim)`: row `g` holds
-      $M$ = `particles` independent actions of state `g`. (Repeating one dataset action $M$
-      times, `jnp.repeat(actions[:, None], M, axis=1)`, runs but changes the objective: each
-      group then matches jumps of $p_t(\cdot \mid x_1)$ and $p_r(\cdot \mid x_1)$, which the
-      exact flow map sends to different laws unless $r = t$.)
-    - `cond`: one conditioning per group, batched along axis 0 (`groups` leading), or `None`;
-      with `cond_per_particle`, one per particle (`groups, particles` leading).
-    - `key`: split as `time_key, noise_key = jax.random.split(key)`; group `g` draws its times
-      with `jax.random.split(time_key, groups)[g]`, the noise is
-      `jax.random.normal(noise_key, actions.shape)`.
+    - `target_field`: the target $G_{\theta^-}$ (an EMA copy, or the online field itself).
+    - `actions`: data $x_1$, shape `(groups, n, dim)`: $n$ actions of the group's state.
+    - `cond`: one conditioning per group, batched along axis 0, or `None`.
+    - `key`: split as `time_key, noise_key, target_noise_key = jax.random.split(key, 3)`; group
+      `g` draws its times with `jax.random.split(time_key, groups)[g]`; the noises are
+      `jax.random.normal(noise_key, (groups, n, noises, dim))` and the same with
+      `target_noise_key` (or the same noises, with `shared_noise`).
+    - `noises`: $m \ge 1$, the noises per action (offline data: $M$).
     - `times`: the sampler of $(t, r, s)$ per group (default
       [`interpolant_rl.objectives.UniformJumpTimes`][]`()`).
     - `kernel`: a kernel constructor taking the bandwidth, e.g.
       [`interpolant_rl.RBFKernel`][] (default, as in the MoMa QL seed) or
       [`interpolant_rl.LaplaceKernel`][] (as in inductive moment matching).
-    - `bandwidth`: $\ell(t, s)$, a callable; default `None` is
-      `ConstantBandwidth(sqrt(dim))`, the typical distance between two actions with unit
-      per-coordinate scale. [`interpolant_rl.objectives.JumpScaledBandwidth`][] gives inductive
-      moment matching's time-dependent choice.
-    - `unbiased`: use the U-statistic instead of the biased V-statistic (needs $M \ge 2$); see
-      [`interpolant_rl.mmd_squared`][].
-    - `cond_per_particle`: the particles of a group carry their own states (offline data has
-      one action per state, so an agent groups $M$ dataset pairs). The MMD then compares the
-      groups' action sets pooled over their states: it still vanishes at the exact flow map
-      (both sets are pushed from the same state-action pairs), and the partner pull supplies
-      the per-state consistency; with all states equal it is the loss above.
-
-    - `weights`: optional per-group weights (e.g. 0 for a group holding an invalid chunk); the
-      loss is then $\frac1B\sum_g w_g\,\mathrm{MMD}^2_g$.
+    - `bandwidth`: an [`AbstractBandwidth`][interpolant_rl.objectives.AbstractBandwidth];
+      default [`MedianBandwidth`][interpolant_rl.objectives.MedianBandwidth]`()`, the
+      seed's adaptive bandwidth; [`ConstantBandwidth`][interpolant_rl.objectives.ConstantBandwidth]
+      and [`JumpScaledBandwidth`][interpolant_rl.objectives.JumpScaledBandwidth] are fixed
+      rules.
+    - `unbiased`: the U-statistic (default, as the seed asks; needs $M \ge 2$); `False`: the
+      biased V-statistic of inductive moment matching. See [`interpolant_rl.mmd_squared`][].
+    - `shared_noise`: build $x_r^i$ from the same noise as $x_t^i$ (inductive moment matching's
+      pairs; dependent sets, see above). Default `False`.
+    - `weights`: optional per-group weights $w_g$ (e.g. 0 for a group holding an invalid chunk).
 
     **Returns:** the scalar loss $\mathcal L$.
     """
-    groups, _, dim = actions.shape
-    if bandwidth is None:
-        bandwidth = ConstantBandwidth(math.sqrt(dim))
-    time_key, noise_key = jr.split(key)
+    groups, n, dim = actions.shape
+    if not isinstance(noises, int) or noises < 1:
+        raise ValueError(f"noises must be a positive integer, got {noises!r}")
+    if unbiased and n * noises < 2:
+        raise ValueError("the unbiased MMD needs at least 2 particles per group (n * noises)")
+    time_key, noise_key, target_noise_key = jr.split(key, 3)
     t, r, s = jax.vmap(times)(jr.split(time_key, groups))
-    x0 = jr.normal(noise_key, actions.shape, dtype=actions.dtype)
+    shape = (groups, n * noises, dim)
+    x1 = jnp.repeat(actions, noises, axis=1)  # particle i holds action i // noises
+    eps = jr.normal(noise_key, shape, dtype=actions.dtype)
+    eps_target = eps if shared_noise else jr.normal(target_noise_key, shape, dtype=actions.dtype)
     interpolate = jax.vmap(interpolant.interpolate, in_axes=(0, 0, None))
 
-    def group_loss(x0, x1, cond, t, r, s):
-        x_t = interpolate(x0, x1, t)
-        x_r = interpolate(x0, x1, r)
-        particle_axis = 0 if cond_per_particle else None
-        online = jax.vmap(
-            lambda x, c: jump(interpolant, field, x, t, s, c), in_axes=(0, particle_axis)
-        )(x_t, cond)
+    def group_loss(eps, eps_target, x1, cond, t, r, s):
+        x_t = interpolate(eps, x1, t)
+        x_r = interpolate(eps_target, x1, r)
+        online = jax.vmap(lambda x: jump(interpolant, field, x, t, s, cond))(x_t)
         target = jax.lax.stop_gradient(
-            jax.vmap(
-                lambda x, c: jump(interpolant, target_field, x, r, s, c),
-                in_axes=(0, particle_axis),
-            )(x_r, cond)
+            jax.vmap(lambda x: jump(interpolant, target_field, x, r, s, cond))(x_r)
         )
-        width = jnp.asarray(bandwidth(t, s), dtype=actions.dtype)
+        pooled = jax.lax.stop_gradient(jnp.concatenate([online, target]))
+        width = jax.lax.stop_gradient(bandwidth(t, s, pooled))
         return mmd_squared(kernel(width), online, target, unbiased=unbiased)
 
     cond_axis = None if cond is None else 0
-    per_group = jax.vmap(group_loss, in_axes=(0, 0, cond_axis, 0, 0, 0))(x0, actions, cond, t, r, s)
+    per_group = jax.vmap(group_loss, in_axes=(0, 0, 0, cond_axis, 0, 0, 0))(
+        eps, eps_target, x1, cond, t, r, s
+    )
     if weights is not None:
         per_group = weights * per_group
     return jnp.mean(per_group)
