@@ -79,7 +79,8 @@ class OneStepDistilled(eqx.Module):
         """One step on the distillation + Q loss; `teacher(observations, noise) -> actions`,
         whose actions are clipped to $[-1, 1]$ before they are distilled.
 
-        With `alpha == 0` (QAM-FQL's default) the distillation term is multiplied by zero, so
+        With `alpha == 0` (FQL without distillation; QAM-FQL's $\alpha = 0$ is plain QAM and
+        never gets here) the distillation term is multiplied by zero, so
         the teacher is not run at all (a 10-step flow per update that XLA cannot remove, since
         `0.0 * x` is not `0` for non-finite `x`): the loss is the Q term alone, with the same
         value and gradient, and the `distillation_loss` metric is left out.
