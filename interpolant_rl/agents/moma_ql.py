@@ -16,6 +16,7 @@ Algorithm box, per update on a batch of $B = G\cdot M$ pairs:
 """
 
 import dataclasses
+import math
 
 import equinox as eqx
 import jax
@@ -27,9 +28,12 @@ from .._interpolant import LinearInterpolant
 from .._kernels import LaplaceKernel, RBFKernel
 from ..nn import ema_update, TwoTimeField
 from ..objectives import (
+    ConstantBandwidth,
+    MedianBandwidth,
     moment_matching_loss,
     multi_jump_sample,
     normalised_q_loss,
+    PreconditionedJump,
     UniformJumpTimes,
 )
 from ._core import (
@@ -54,7 +58,11 @@ class MoMaQLConfig:
     num_jumps: int = 1  # jumps from noise to action, for acting and for the Q term
     gap: float = 0.1  # r = t + gap * (s - t): the target's shorter jump
     laplace_kernel: bool = False  # Laplace kernel (inductive moment matching) instead of RBF
-    unbiased: bool = False  # U-statistic instead of the V-statistic
+    unbiased: bool = True  # U-statistic (the seed); False: V-statistic
+    bandwidth: str | float = "median"  # "median" heuristic per group, "sqrt_dim", or a fixed value
+    shared_noise: bool = False  # x_r from the same noises as x_t (IMM's pairs)
+    grid_fraction: float = 0.0
+    sigma_data: float | None = 0.5
     target_rate: float = 0.005  # EMA rate of the target sampler (Diffusion-QL: 0.995 decay)
     actor: NetworkConfig = NetworkConfig()  # the jump field G(t, s, x | s)
     critic: CriticConfig = CriticConfig(num_critics=2, rho=1.0)  # double Q, min target
@@ -78,8 +86,14 @@ class MoMaQL(AbstractAgent):
     critic: AbstractCritic
     config: MoMaQLConfig = eqx.field(static=True)
 
+    def _jump_field(self, network):
+        if self.config.sigma_data is None:
+            return network
+        return PreconditionedJump(LinearInterpolant(), network, self.config.sigma_data)
+
     def _sample(self, field, observations, key):
         noise = jr.normal(key, (observations.shape[0], field.action_dim))
+        field = self._jump_field(field)
         actions = jax.vmap(
             lambda z, c: multi_jump_sample(LinearInterpolant(), field, z, c, self.config.num_jumps)
         )(noise, observations)
@@ -88,32 +102,32 @@ class MoMaQL(AbstractAgent):
     def actor_step(self, batch, key):
         config = self.config
         mmd_key, q_key = jr.split(key)
-        batch_size, action_dim = batch.actions.shape
-        if batch_size % config.particles:
-            raise ValueError(
-                f"MoMa QL groups the batch into particles={config.particles}: "
-                f"batch size {batch_size} is not a multiple"
-            )
-        groups = batch_size // config.particles
-        actions = batch.actions.reshape(groups, config.particles, action_dim)
-        observations = batch.observations.reshape(groups, config.particles, -1)
-        # a group counts only if all its particles are valid chunks
-        group_valid = jnp.min(batch.valid.reshape(groups, config.particles), axis=1)
+        action_dim = batch.actions.shape[-1]
         kernel = LaplaceKernel if config.laplace_kernel else RBFKernel
+        if config.bandwidth == "median":
+            bandwidth = MedianBandwidth()
+        elif config.bandwidth == "sqrt_dim":
+            bandwidth = ConstantBandwidth(math.sqrt(action_dim))
+        else:
+            bandwidth = ConstantBandwidth(float(config.bandwidth))
 
         def loss_fn(field):
             mmd = moment_matching_loss(
                 LinearInterpolant(),
-                field,
-                self.target_field,
-                actions,
-                observations,
+                self._jump_field(field),
+                self._jump_field(self.target_field),
+                batch.actions[:, None],
+                batch.observations,
                 mmd_key,
-                times=UniformJumpTimes(config.gap),
+                noises=config.particles,
+                times=UniformJumpTimes(
+                    config.gap, grid_fraction=config.grid_fraction, num_jumps=config.num_jumps
+                ),
                 kernel=kernel,
+                bandwidth=bandwidth,
                 unbiased=config.unbiased,
-                cond_per_particle=True,
-                weights=group_valid,
+                shared_noise=config.shared_noise,
+                weights=batch.valid,
             )
             policy_actions = self._sample(field, batch.observations, q_key)
             q_loss = normalised_q_loss(self.critic.mean_values(batch.observations, policy_actions))

@@ -22,7 +22,7 @@ from jaxtyping import PRNGKeyArray
 
 from .._interpolant import LinearInterpolant
 from ..nn import ema_update, TwoTimeField
-from ..objectives import meanflow_loss, meanflow_one_step, normalised_q_loss
+from ..objectives import meanflow_loss, meanflow_one_step, meanflow_preset, normalised_q_loss
 from ._core import (
     AbstractAgent,
     AbstractCritic,
@@ -41,7 +41,8 @@ class OFQLConfig:
     """OFQL hyperparameters (Diffusion-QL's template: eta = 1 for Gym locomotion)."""
 
     eta: float = 1.0  # weight of the normalised Q term
-    equal_time_fraction: float = 0.25  # fraction of pairs with s = t (plain flow matching)
+    meanflow_preset: str = "imagenet"  # MeanFlow's time law and weighting: "imagenet" / "cifar10"
+    equal_time_fraction: float | None = None  # fraction of pairs with s = t; None: the preset's
     target_rate: float = 0.005  # EMA rate of the target policy (Diffusion-QL: 0.995 decay)
     actor: NetworkConfig = NetworkConfig()  # the average-velocity field u(t, s, x | s)
     critic: CriticConfig = CriticConfig(num_critics=2, rho=1.0)  # double Q, min target
@@ -50,7 +51,8 @@ class OFQLConfig:
 
     def __post_init__(self):
         check_positive("eta", self.eta, allow_zero=True)
-        if not 0.0 <= self.equal_time_fraction <= 1.0:
+        meanflow_preset(self.meanflow_preset)
+        if self.equal_time_fraction is not None and not 0.0 <= self.equal_time_fraction <= 1.0:
             raise ValueError(
                 f"equal_time_fraction must lie in [0, 1], got {self.equal_time_fraction}"
             )
@@ -74,6 +76,9 @@ class OFQL(AbstractAgent):
     def actor_step(self, batch, key):
         config = self.config
         mf_key, q_key = jr.split(key)
+        settings = meanflow_preset(config.meanflow_preset).loss_kwargs()
+        if config.equal_time_fraction is not None:
+            settings["equal_time_fraction"] = config.equal_time_fraction
 
         def loss_fn(field):
             mf = meanflow_loss(
@@ -82,8 +87,8 @@ class OFQL(AbstractAgent):
                 batch.actions,
                 batch.observations,
                 mf_key,
-                equal_time_fraction=config.equal_time_fraction,
                 weights=batch.valid,
+                **settings,
             )
             actions = _one_step_actions(field, batch.observations, q_key)
             q_loss = normalised_q_loss(self.critic.mean_values(batch.observations, actions))
