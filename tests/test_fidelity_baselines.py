@@ -17,7 +17,7 @@ def _arrays(module):
 
 
 def _changed(before, after):
-    return any(not np.array_equal(u, v) for u, v in zip(_arrays(before), _arrays(after)))
+    return any(not np.array_equal(u, v) for u, v in zip(_arrays(before), _arrays(after), strict=True))
 
 
 def test_rebrac_moves_its_actor_and_target_actor_every_second_critic_update():
@@ -30,7 +30,7 @@ def test_rebrac_moves_its_actor_and_target_actor_every_second_critic_update():
         agent, metrics = agent.update(batch, jr.key(10 + step))
         assert np.isfinite(metrics["bc_loss"]).all()  # reported on skipped steps too
         history.append(agent)
-    for step, (before, after) in enumerate(zip(history, history[1:])):
+    for step, (before, after) in enumerate(zip(history, history[1:], strict=False)):
         moves = step % 2 == 0  # steps 0 and 2 update the actor, 1 and 3 do not
         assert _changed(before.actor.model, after.actor.model) == moves, step
         assert _changed(before.target_actor, after.target_actor) == moves, step
