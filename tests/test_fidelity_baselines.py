@@ -17,7 +17,9 @@ def _arrays(module):
 
 
 def _changed(before, after):
-    return any(not np.array_equal(u, v) for u, v in zip(_arrays(before), _arrays(after), strict=True))
+    return any(
+        not np.array_equal(u, v) for u, v in zip(_arrays(before), _arrays(after), strict=True)
+    )
 
 
 def test_rebrac_moves_its_actor_and_target_actor_every_second_critic_update():
