@@ -170,6 +170,49 @@ def test_meanflow_loss_closed_form_on_the_conditional_path(power):
     assert float(equal) == pytest.approx(expected, rel=1e-3)
 
 
+def test_meanflow_presets_are_the_published_settings():
+    """ImageNet: r != t for 25 % of pairs, logit-normal(-0.4, 1), p = 1; CIFAR-10: 75 %,
+    logit-normal(-2, 2), p = 0.75 -- the means' signs flipped for t = 1 data."""
+    imagenet, cifar = obj.meanflow_preset("imagenet"), obj.meanflow_preset("cifar10")
+    assert imagenet.equal_time_fraction == 0.75 and imagenet.adaptive_weight_power == 1.0
+    assert imagenet.time_sampler == obj.LogitNormalTimes(0.4, 1.0)
+    assert cifar.equal_time_fraction == 0.25 and cifar.adaptive_weight_power == 0.75
+    assert cifar.time_sampler == obj.LogitNormalTimes(2.0, 2.0)
+    assert set(imagenet.loss_kwargs()) == {
+        "equal_time_fraction",
+        "time_sampler",
+        "adaptive_weight_power",
+    }
+    # the data side: both put most of the mass above 1/2, CIFAR-10's much more
+    taus = jax.jit(lambda k: cifar.time_sampler(k, (20000,)))(jr.key(3))
+    assert float(jnp.mean(taus > 0.5)) > 0.75
+    with pytest.raises(ValueError, match="cifar10"):
+        obj.meanflow_preset("mnist")
+
+
+def test_meanflow_adaptive_weight_does_not_depend_on_the_action_dimension():
+    """The error is averaged over dimensions before the weight 1/(e + eps)^p: repeating every
+    coordinate (the same per-coordinate errors in twice the dimension) leaves the loss as is."""
+    d = jnp.array([0.2, -0.4])
+    actions = jr.normal(jr.key(4), (16, 2))
+
+    def field(t, s, x, x1):
+        return (x1 - x) / (1.0 - t) + jnp.tile(d, x.shape[0] // 2)
+
+    @jax.jit
+    def loss(actions):
+        return obj.meanflow_loss(
+            LINEAR,
+            field,
+            actions,
+            actions,
+            jr.key(5),
+            **obj.meanflow_preset("cifar10").loss_kwargs(),
+        )
+
+    assert float(loss(actions)) == pytest.approx(float(loss(jnp.tile(actions, (1, 2)))), rel=1e-4)
+
+
 def test_meanflow_identity_holds_for_the_exact_average_velocity():
     """The exact average velocity of N(m, c) data is a fixed point of the target built from the
     exact marginal velocity; the opposite sign (the other time direction) is not."""
@@ -210,7 +253,7 @@ def test_jump_times_and_bandwidths():
     assert bool(jnp.all((0.0 <= t) & (t <= r) & (r < s) & (s <= 1.0) & (s > 0.05)))
     np.testing.assert_allclose(r, t + 0.3 * (s - t), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError):
-        obj.UniformJumpTimes(gap=1.0)
+        obj.UniformJumpTimes(gap=1.5)
     # IMM's width: |c_out| = (s - t)/(1 - t) for the linear interpolant, floored.
     z = jnp.zeros((4, 2))
     width = obj.JumpScaledBandwidth(LINEAR, scale=2.0, minimum=0.05)
@@ -373,6 +416,25 @@ def test_u_statistic_is_unbiased_with_independent_target_noise():
         obj.moment_matching_loss(
             LINEAR, exact, exact, jnp.zeros((3, 1, 1)), None, jr.key(0), noises=1
         )
+
+
+def test_gap_one_uses_the_interpolant_itself_as_the_target():
+    """r = s: the target set is x_s = alpha_s x1 + beta_s eps' (no target network), also at
+    s = 1 where the target jump would divide by beta_1 = 0."""
+    actions = DATA_MEAN + math.sqrt(DATA_VAR) * jr.normal(jr.key(17), (5, 1, 1))
+    exact = _exact_jump()
+    nan_target = ConstantJump(float("nan"))
+
+    @eqx.filter_jit
+    def loss(target, times):
+        return obj.moment_matching_loss(
+            LINEAR, exact, target, actions, None, jr.key(18), noises=4, times=times
+        )
+
+    for times in (FixedJumpTimes(0.3, 0.8, 0.8), obj.UniformJumpTimes(gap=1.0, grid_fraction=1.0)):
+        value = loss(nan_target, times)
+        assert np.isfinite(float(value))
+        assert float(value) == pytest.approx(float(loss(exact, times)), rel=1e-6)
 
 
 def test_median_bandwidth_is_the_pooled_median_under_stop_gradient():

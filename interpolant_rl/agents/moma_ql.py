@@ -1,18 +1,62 @@
 r"""MoMa QL — moment-matching Q-learning with a one-jump (or few-jump) sampler.
 
-Algorithm box, per update on a batch of $B = G\cdot M$ pairs:
+Algorithm box, per update on a batch of $B$ state–action pairs $(c_b, a_b)$:
 
 1. **Critic.** TD (double Q: $K = 2$, $\rho = 1$ gives the minimum of the two) with
    $a' = \operatorname{clip}(f_{\theta^-}(z; 0 \to 1))$ from the EMA sampler.
 2. **Actor.** One step on
-   $\mathcal L_{\text{MMD}}(\theta) + \eta\,\big(-Q(s, a_\pi)/\mathrm{sg}\,\mathrm{mean}|Q|\big)$:
-   the MMD between jumps $t \to s$ of the online sampler and $r \to s$ of the EMA target on
-   groups of $M$ pairs sharing the times
-   ([`moment_matching_loss`][interpolant_rl.objectives.moment_matching_loss]), plus the
-   normalised Q term through $a_\pi$ from `num_jumps` jumps
-   ([`multi_jump_sample`][interpolant_rl.objectives.multi_jump_sample]);
-   $\theta^- \leftarrow$ EMA of $\theta$.
+   $\mathcal L_{\text{MMD}}(\theta) + \eta\,\big(-Q(c, a_\pi)/\mathrm{sg}\,\mathrm{mean}|Q|\big)$
+   ([`moment_matching_loss`][interpolant_rl.objectives.moment_matching_loss]):
+   - one group per state $c_b$, with its own times $(t, r, s)$: $M$ online particles
+     $x_t^i = \alpha_t a_b + \beta_t\varepsilon_i$ and $M$ target particles
+     $x_r^j = \alpha_r a_b + \beta_r\varepsilon'_j$, all noises independent;
+   - $\mathcal L_{\text{MMD}} = \frac1B\sum_b \widehat{\mathrm{MMD}}{}^2_U\big(
+     \{f_\theta(x_t^i; t\to s)\}, \{\mathrm{sg}\,f_{\theta^-}(x_r^j; r\to s)\}\big)$, RBF kernel
+     with the group's median pairwise distance as bandwidth (under stop-gradient);
+   - the jump field is preconditioned, $G = c_{\text{skip}}(t)\,x + c_{\text{out}}(t)\,F_\theta$
+     ([`PreconditionedJump`][interpolant_rl.objectives.PreconditionedJump]);
+   - $a_\pi$ from `num_jumps` jumps of the online sampler
+     ([`multi_jump_sample`][interpolant_rl.objectives.multi_jump_sample]);
+     $\theta^- \leftarrow$ EMA of $\theta$.
 3. **Act.** $a = \operatorname{clip}(f_\theta(z; 0 \to 1), -1, 1)$ in `num_jumps` evaluations.
+
+**Choices and why** (measured on the exact-tilt problems of `experiments/toy_tilt.py`; figures
+in `benchmarks/results/fidelity_moma_ofql.md`). Before these choices the policy collapsed onto the
+critic's maximiser (sliced $W_2$ 0.50 to the tilt on `bimodal`, worse than the untilted
+behaviour flow's 0.31); it did so even at $\eta = 0$, so the behaviour-cloning term itself was
+broken:
+
+- *Groups of one state* (the seed's MMD compares two distributions for one state). Offline data
+  has one action per state, so a group is that action interpolated with $M$ independent noises;
+  pooling $M$ rows of different states (the former construction) compared action marginals across
+  states and mostly pulled each particle toward its partner. The target particles get their own
+  noises, so the two sets are independent given the action and the U-statistic (the seed's
+  unbiased estimator) is unbiased; at $t = 0$, the sampler's start, the loss is the per-state MMD
+  plus a constant (the derivation is in `moment_matching_loss`). `unbiased=False` (V-statistic)
+  and `shared_noise=True` (inductive moment matching's pairs) remain available.
+- *Median bandwidth per group* (the seed's adaptive bandwidth): the median of the group's $2M$
+  pooled pairwise distances, so the kernel follows the actions' scale and dimension; pooling the
+  target's jumps keeps it at the data's spread when the online jumps collapse.
+  `bandwidth="sqrt_dim"` is the former fixed rule.
+- *Preconditioned jump field* ($\sigma_d = 0.5$, EDM's value for actions in $[-1, 1]$, the
+  seed's sampler scale). Without it the jump to $s = 1$ is the raw network's output (the DDIM skip
+  term vanishes with $\beta_1 = 0$), and a constant field is a zero-loss fixed point of the
+  self-distilled target: at $\eta = 0$ the one-jump policy collapsed to a point (both covariance
+  eigenvalues 0 after 1000 updates).
+- *The sampler's own jump*, `grid_fraction = 0.5`: the Q term moves $f_\theta(\cdot; 0\to 1)$,
+  which uniform times almost never train ($P(t < 0.05, s > 0.95) \approx 0.25\,\%$); half of the
+  groups are drawn on the grid $k/K \to (k+1)/K$ of the sampler.
+- *A data-anchored target*, `gap = 0.9`: with $r$ a small step from $t$ ($\gamma = 0.1$, inductive
+  moment matching) the loss is mostly self-consistency of the EMA copy, which the Q term drags
+  along, and the policy lost its spread even at $\eta = 0.03$; with the target's jump the last
+  10 % of $t \to s$, its set is close to the data's interpolant $x_s$ ($\gamma = 1$ makes it
+  exactly that).
+- *$\eta = 0.03$*, measured: the MMD restrains the one-jump map far less than Diffusion-QL's
+  $\varepsilon$-loss restrains its chain (its force on a particle is bounded and fades with
+  distance), and the normalised Q term's pull is $\eta\,\|\nabla_a Q\|/\mathrm{mean}|Q|$, large
+  where $Q$ is centred near 0 as in these problems. At $\eta = 1$ (Diffusion-QL's Gym value) the
+  policy still leaves the behaviour's support; re-tune $\eta$ per domain as Diffusion-QL does
+  (0.005–4.5). MoMa QL's own values are not public (no code).
 """
 
 import dataclasses
@@ -51,18 +95,18 @@ from ._core import (
 
 @dataclasses.dataclass(frozen=True)
 class MoMaQLConfig:
-    """MoMa QL hyperparameters (Diffusion-QL's template: eta = 1 for Gym locomotion)."""
+    """MoMa QL hyperparameters; the module docstring gives the reasons for each default."""
 
-    eta: float = 1.0  # weight of the normalised Q term (antmaze 0.5-4.5, kitchen 0.005)
-    particles: int = 4  # M particles per group (inductive moment matching: 4)
+    eta: float = 0.01  # weight of the normalised Q term (measured; Diffusion-QL's Gym value is 1)
+    particles: int = 4  # M noises per state: the group's particles (inductive moment matching: 4)
     num_jumps: int = 1  # jumps from noise to action, for acting and for the Q term
-    gap: float = 0.1  # r = t + gap * (s - t): the target's shorter jump
+    gap: float = 0.9  # r = t + gap * (s - t): the target's jump is the last 10 % of t -> s
+    grid_fraction: float = 0.5  # groups drawn on the sampler's own jumps (k/K -> (k+1)/K)
+    sigma_data: float | None = 0.5  # preconditioning of the jump field (None: the raw network)
     laplace_kernel: bool = False  # Laplace kernel (inductive moment matching) instead of RBF
-    unbiased: bool = True  # U-statistic (the seed); False: V-statistic
-    bandwidth: str | float = "median"  # "median" heuristic per group, "sqrt_dim", or a fixed value
-    shared_noise: bool = False  # x_r from the same noises as x_t (IMM's pairs)
-    grid_fraction: float = 0.0
-    sigma_data: float | None = 0.5
+    unbiased: bool = True  # U-statistic (the seed); False: V-statistic (inductive moment matching)
+    bandwidth: str | float = "median"  # per-group median heuristic, "sqrt_dim", or a fixed value
+    shared_noise: bool = False  # x_r from the same noises as x_t (IMM's pairs: dependent sets)
     target_rate: float = 0.005  # EMA rate of the target sampler (Diffusion-QL: 0.995 decay)
     actor: NetworkConfig = NetworkConfig()  # the jump field G(t, s, x | s)
     critic: CriticConfig = CriticConfig(num_critics=2, rho=1.0)  # double Q, min target
@@ -75,7 +119,16 @@ class MoMaQLConfig:
         check_positive("num_jumps", self.num_jumps)
         if self.unbiased and self.particles < 2:
             raise ValueError("the unbiased MMD needs particles >= 2")
-        UniformJumpTimes(self.gap)
+        if self.sigma_data is not None:
+            check_positive("sigma_data", self.sigma_data)
+        if isinstance(self.bandwidth, str):
+            if self.bandwidth not in ("median", "sqrt_dim"):
+                raise ValueError(
+                    f"bandwidth must be 'median', 'sqrt_dim' or a number, got {self.bandwidth!r}"
+                )
+        else:
+            check_positive("bandwidth", self.bandwidth)
+        UniformJumpTimes(self.gap, grid_fraction=self.grid_fraction, num_jumps=self.num_jumps)
 
 
 class MoMaQL(AbstractAgent):

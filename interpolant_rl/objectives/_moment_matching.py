@@ -140,26 +140,32 @@ class AbstractJumpTimes(eqx.Module):
 
 
 class UniformJumpTimes(AbstractJumpTimes):
-    r"""$s \sim U(\varepsilon, 1]$, $t \sim U[0, s)$ and $r = t + \gamma\,(s - t)$.
+    r"""$s \sim U(\varepsilon, 1]$, $t \sim U[0, s)$ and $r = t + \gamma\,(s - t)$; with probability
+    `grid_fraction` instead one of the sampler's own jumps, $(t, s) = (k/K, (k+1)/K)$ with
+    $k \sim U\{0, \dots, K - 1\}$ and $K$ = `num_jumps` (for $K = 1$: $0 \to 1$, the one-jump
+    policy itself, which uniform times almost never draw).
 
-    The gap fraction $\gamma \in [0, 1)$ (`gap`) sets how much shorter the target's jump is:
+    The gap fraction $\gamma \in [0, 1]$ (`gap`) sets how much shorter the target's jump is:
 
     - $\gamma \to 0$ ($r \to t$): the target is the stop-gradient model's own jump from a point
       an instant further along the same interpolation path; with one particle per group and
       $s = 1$ this is consistency training (the self-consistency of the jump along the path).
     - $\gamma \to 1$ ($r \to s$): the target jump shrinks to the identity and the target set is
       the interpolated $x_s = \alpha_s x_1 + \beta_s x_0$ itself, so the loss matches
-      $f_\theta(\cdot; t\to s)_\# p_t$ directly with samples of $p_s$ (no bootstrapping).
+      $f_\theta(\cdot; t\to s)_\# p_t$ directly with samples of $p_s$ (no bootstrapping);
+      $\gamma = 1$ is exactly that ([`moment_matching_loss`][interpolant_rl.objectives.moment_matching_loss]
+      uses $x_s$ as the target when $r = s$).
 
     (DESIGN.md §1 attributes the consistency-model limit to $r \to s$; in this time direction it
     is $r \to t$, as in inductive moment matching, where $r$ is a small step from $t$ toward $s$.)
-    $\gamma = 1$ itself is excluded because the target jump would start at $r = s = 1$, where
-    $\beta_r = 0$.
 
     **Fields:**
 
-    - `gap`: $\gamma \in [0, 1)$ (default 0.1, a small step as in inductive moment matching).
+    - `gap`: $\gamma \in [0, 1]$ (default 0.1, a small step as in inductive moment matching;
+      MoMa QL's agent uses 0.9, see [`interpolant_rl.agents.moma_ql`][]).
     - `epsilon`: $\varepsilon \in [0, 1)$, the smallest end time $s$ (default $10^{-3}$).
+    - `grid_fraction`: the probability of a grid jump, in $[0, 1]$ (default 0).
+    - `num_jumps`: $K \ge 1$, the sampler's number of jumps (default 1).
     """
 
     gap: float = 0.1
@@ -172,8 +178,8 @@ class UniformJumpTimes(AbstractJumpTimes):
             raise ValueError(f"grid_fraction must lie in [0, 1], got {self.grid_fraction}")
         if not isinstance(self.num_jumps, int) or self.num_jumps < 1:
             raise ValueError(f"num_jumps must be a positive integer, got {self.num_jumps!r}")
-        if not 0.0 <= self.gap < 1.0:
-            raise ValueError(f"gap must lie in [0, 1), got {self.gap}")
+        if not 0.0 <= self.gap <= 1.0:
+            raise ValueError(f"gap must lie in [0, 1], got {self.gap}")
         if not 0.0 <= self.epsilon < 1.0:
             raise ValueError(f"epsilon must lie in [0, 1), got {self.epsilon}")
 
@@ -388,9 +394,10 @@ def moment_matching_loss(
         x_t = interpolate(eps, x1, t)
         x_r = interpolate(eps_target, x1, r)
         online = jax.vmap(lambda x: jump(interpolant, field, x, t, s, cond))(x_t)
-        target = jax.lax.stop_gradient(
-            jax.vmap(lambda x: jump(interpolant, target_field, x, r, s, cond))(x_r)
-        )
+        # r = s (gap 1): the target's jump is the identity, the target set is x_s itself
+        r_jump = jnp.where(r < s, r, 0.0)  # keeps the unused jump finite at r = s = 1
+        jumped = jax.vmap(lambda x: jump(interpolant, target_field, x, r_jump, s, cond))(x_r)
+        target = jax.lax.stop_gradient(jnp.where(r < s, jumped, x_r))
         pooled = jax.lax.stop_gradient(jnp.concatenate([online, target]))
         width = jax.lax.stop_gradient(bandwidth(t, s, pooled))
         return mmd_squared(kernel(width), online, target, unbiased=unbiased)
