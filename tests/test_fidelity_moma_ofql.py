@@ -6,10 +6,10 @@ higher Q. The thresholds come from the problem, not from a run:
 
 - **covariance**: the smallest eigenvalue of the policy's covariance is at least a quarter of the
   smallest eigenvalue of the behaviour's component covariances (a point mass has 0; the exact
-  tilt of `bimodal` keeps 93 %);
+  tilts keep 87-101 %);
 - **support**: at least 90 % of the samples lie inside the 99 % ellipsoid (the $\\chi^2_d$
   quantile of the squared Mahalanobis distance) of some behaviour component — the behaviour
-  itself puts at least 99 % there, the critic's maximiser (1, 0) of `bimodal` lies outside;
+  itself puts 99 % there, the exact tilts 95-99 %;
 - **improvement**: the policy's mean Q exceeds the behaviour's (computed in closed form).
 
 Run as a script, the module measures the agents on the three built-in problems and writes
@@ -141,19 +141,25 @@ def test_thresholds_come_from_the_problem():
     # so does the exact tilt, which also has the higher Q
     tilt = base.tilt(critic.A, critic.b, tau)
     assert is_regularised(regularisation(tilt.sample(jr.key(1), 20_000), base, critic))
-    # the collapse of the old defaults: every sample at the critic's maximiser (1, 0)
+    # the collapse of the old defaults: every sample at the critic's maximiser (1, 0), which is
+    # 2.5 standard deviations from the right mode (inside its ellipsoid): the covariance check
+    # is the one that catches it
     collapsed = jnp.array([1.0, 0.0]) + 1e-3 * jr.normal(jr.key(2), (1000, 2))
     stats = regularisation(collapsed, base, critic)
-    assert stats["min_eigenvalue_ratio"] < 1e-3 and stats["support_fraction"] == 0.0
+    assert stats["min_eigenvalue_ratio"] < 1e-3
     assert not is_regularised(stats)
 
 
-@pytest.mark.parametrize("name", ["moma_ql", "ofql"])
-def test_one_step_policies_stay_regularised(name):
-    """The default configuration (small networks) on `bimodal`: regularised, higher Q."""
+@pytest.mark.parametrize(("name", "batch_size"), [("moma_ql", 64), ("ofql", 256)])
+def test_one_step_policies_stay_regularised(name, batch_size):
+    """The default configuration at the exact-tilt benchmark's network size (3 x 128) on
+    `bimodal`, 1000 updates: regularised, higher Q. (MoMa QL's batch is cut to 64 states, each
+    with its M = 4 particles, to keep the test short.)"""
     base, critic, tau, _ = toy_tilt.load_problem("bimodal")
-    config = agents.resize(agents.default_config(name), width=64, depth=2, num_critics=1)
-    samples = _train(name, config, base, critic, 1500, jr.key(0))
+    config = agents.resize(
+        agents.default_config(name), width=toy_tilt.WIDTH, depth=toy_tilt.DEPTH, num_critics=1
+    )
+    samples = _train(name, config, base, critic, 1000, jr.key(0), batch_size=batch_size)
     stats = regularisation(samples, base, critic)
     assert stats["min_eigenvalue_ratio"] >= MIN_EIGENVALUE_FRACTION, stats
     assert stats["support_fraction"] >= SUPPORT_FRACTION, stats
