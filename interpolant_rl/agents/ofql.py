@@ -29,7 +29,9 @@ in `benchmarks/results/fidelity_moma_ofql.md`):
   squared error averaged over the action's dimensions (as the flow-matching loss), so it does not
   depend on the action dimension (MeanFlow sums over pixels, where $\epsilon$ then means
   something different for every image size).
-- *$\eta = 0.01$*, measured. Why the policy collapsed at $\eta = 1$ (onto the critic's maximiser,
+- *$\eta$*: the default is 1, Diffusion-QL's Gym-locomotion value (the template this seed
+  follows; its own values are not public). It is too strong for the exact-tilt problems, where
+  0.01 is what keeps the policy regularised. Why the policy collapsed at $\eta = 1$ (onto the critic's maximiser,
   sliced $W_2$ 0.50 to the tilt on `bimodal`): the MeanFlow term barely restrains the one-step
   map. If $u$ is the exact average velocity of some field $w$, the regression error is
   $u_{\text{tgt}} - u = \partial_x\Phi_{t\to s}\,(v - w)$, the velocity error seen through the
@@ -76,7 +78,9 @@ from ._core import (
 class OFQLConfig:
     """OFQL hyperparameters; the module docstring gives the reasons for each default."""
 
-    eta: float = 0.01  # weight of the normalised Q term (measured; Diffusion-QL's Gym value is 1)
+    eta: float = (
+        1.0  # weight of the normalised Q term (Diffusion-QL's Gym value; 0.005-4.5 by domain)
+    )
     meanflow_preset: str = "imagenet"  # MeanFlow's time law and weighting: "imagenet" / "cifar10"
     equal_time_fraction: float | None = None  # fraction of pairs with s = t; None: the preset's
     adaptive_weight_power: float | None = None  # p of the weight 1/sg(e + c)^p; None: the preset's
