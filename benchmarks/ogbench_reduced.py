@@ -1,20 +1,28 @@
-"""QAM, FQL and ReBRAC on OGBench cube-double-play task 2 at a CPU-sized configuration.
+"""Agents on OGBench at CPU-sized budgets: the cube-single rows that separate them, the cube-double row that does not.
 
-    python benchmarks/ogbench_reduced.py                      # 3 agents x 3 seeds (hours on 2 cores)
-    python benchmarks/ogbench_reduced.py --agents qam --seeds 0 --offline-steps 2000
+    python benchmarks/ogbench_reduced.py                                  # every suite (hours on 2 cores)
+    python benchmarks/ogbench_reduced.py --suites cube-single-task1 --agents qam fql
+    python benchmarks/ogbench_reduced.py --report                         # only rewrite the table
 
-Each (agent, seed) is one `experiments/run.py` run on the full-size generated dataset
-(1000 episodes, generated once into the data directory), with the run's CPU preset sizes
-(2x256 MLPs, K = 2 critics, chunk 5, batch 256) and a reduced schedule: `--offline-steps`
-offline updates, an evaluation, then `--online-steps` online environment steps (UTD 1) and a
-final evaluation. A run whose `summary.json` already exists with the same settings is not run
-again, nor one whose summary was kept in `{results}/runs/` (every finished run's summary is
-copied there), so the benchmark can be stopped and continued. The table — success after offline
-training and after the online phase, mean and 95 % t-interval over seeds — is written to
-`{results}.md` and `{results}.json`.
+Suites (each an OGBench singletask dataset, a budget and a list of agents):
+
+- `cube-single-task1`, `cube-single-task2`: the default job's budget (`experiments/run.py
+  --preset cpu`: the 100-episode generated dataset, 20 000 offline updates, evaluations every
+  5000) for QAM, QAM-FQL, FQL, ReBRAC, MoMa QL and OFQL, the three seeds of an agent trained as
+  one program (`run.py --num-seeds 3`).
+- `cube-double`: the hard row, task 2 on the full-size 1000-episode dataset, 10 000 offline
+  updates then 5000 online environment steps, QAM, FQL and ReBRAC, one program per seed.
+
+Every finished run's per-seed `summary.json` is copied to `{results}/runs/{suite}/`, and a run
+whose copy (or summary) exists with the same settings is not run again, so the benchmark can be
+stopped and continued; an interrupted program is resumed from its checkpoint. After each
+program the table — success after the offline phase (and after the online phase), mean and 95 %
+t-interval over seeds, each evaluation's mean — is rewritten to `{results}.md` and `.json` from
+every finished (suite, agent), so partial progress is a valid, smaller table.
 """
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -28,68 +36,143 @@ from scipy import stats
 
 
 ROOT = Path(__file__).resolve().parents[1]
-ENV = "cube-double-play-singletask-task2-v0"
-DATASET_EPISODES = 1000
-# the QAM paper's Table 1, offline success (%) on cube-double averaged over its 5 tasks at
-# 1M steps, 4x512 networks, K = 10 (a GPU configuration): the gap we report against
-PAPER_CUBE_DOUBLE = {"qam": 57, "fql": 30, "rebrac": 8}
+CONFIGURATION = (
+    "experiments/run.py --preset cpu: 2x256 GELU MLPs, K = 2 critics (rho 0.5), chunk 5, "
+    "batch 256, Adam 3e-4, 10 flow steps; agents' paper defaults otherwise"
+)
+# the QAM paper's Table 1, offline success (%) on cube-double averaged over its 5 tasks at 1M
+# steps, 4x512 networks, K = 10 (a GPU configuration): the ordering the rows are read against
+PAPER_CUBE_DOUBLE = {"qam": 57, "qam_fql": 49, "fql": 30, "rebrac": 8}
 
 
-def run_settings(args, agent: str, seed: int) -> dict:
+@dataclasses.dataclass(frozen=True)
+class Suite:
+    env: str
+    dataset_episodes: int
+    offline_steps: int
+    online_steps: int
+    eval_interval: int
+    eval_episodes: int
+    agents: tuple[str, ...]
+    one_program: bool  # the seeds of an agent trained together (`--num-seeds`)
+
+
+_SINGLE = dict(
+    dataset_episodes=100,
+    offline_steps=20_000,
+    online_steps=0,
+    eval_interval=5000,
+    eval_episodes=20,
+    agents=("qam", "qam_fql", "fql", "rebrac", "moma_ql", "ofql"),
+    one_program=True,
+)
+SUITES = {
+    "cube-single-task1": Suite(env="cube-single-play-singletask-task1-v0", **_SINGLE),
+    "cube-single-task2": Suite(env="cube-single-play-singletask-task2-v0", **_SINGLE),
+    "cube-double": Suite(
+        env="cube-double-play-singletask-task2-v0",
+        dataset_episodes=1000,
+        offline_steps=10_000,
+        online_steps=5000,
+        eval_interval=10_000,
+        eval_episodes=20,
+        agents=("qam", "fql", "rebrac"),
+        one_program=False,
+    ),
+}
+
+
+def settings(suite: Suite, agent: str, seed: int) -> dict:
+    """The fields of a run's recorded configuration that make it this benchmark's run."""
     return dict(
         agent=agent,
-        env=args.env,
+        env=suite.env,
         seed=seed,
-        offline_steps=args.offline_steps,
-        online_steps=args.online_steps,
-        eval_episodes=args.eval_episodes,
-        dataset_episodes=DATASET_EPISODES,
+        offline_steps=suite.offline_steps,
+        online_steps=suite.online_steps,
+        eval_episodes=suite.eval_episodes,
+        dataset_episodes=suite.dataset_episodes,
     )
 
 
-def _matches(summary: dict, settings: dict) -> bool:
+def _matches(summary: dict, wanted: dict) -> bool:
     run = summary.get("config", {})
-    return all(run.get(k) == v for k, v in settings.items())
+    return all(run.get(k) == v for k, v in wanted.items())
 
 
-def run_one(args, agent: str, seed: int) -> dict:
-    """The summary of one run, running it unless a finished one with these settings exists."""
-    settings = run_settings(args, agent, seed)
-    out_dir = args.runs_dir / f"{agent}-seed{seed}"
-    summary_path = out_dir / "summary.json"
-    # a finished run: its summary in the run directory, or the copy kept with the results
-    for done in (summary_path, args.results / "runs" / f"{agent}-seed{seed}.json"):
-        if done.exists():
-            summary = json.loads(done.read_text())
-            if _matches(summary, settings):
-                return summary
+def _copy_path(args, name: str, agent: str, seed: int) -> Path:
+    return args.results / "runs" / name / f"{agent}-seed{seed}.json"
+
+
+def finished(args, name: str, agent: str, seeds: list[int]) -> list[dict] | None:
+    """The kept summaries of every seed of (suite, agent), or None if any is missing."""
+    suite = SUITES[name]
+    summaries = []
+    for seed in seeds:
+        path = _copy_path(args, name, agent, seed)
+        if not path.exists():
+            return None
+        summary = json.loads(path.read_text())
+        if not _matches(summary, settings(suite, agent, seed)):
+            return None
+        summaries.append(summary)
+    return summaries
+
+
+def _command(args, suite: Suite, agent: str, seed: int, num_seeds: int, out_dir: Path) -> list:
     command = [
         sys.executable,
         str(ROOT / "experiments" / "run.py"),
         "--agent", agent,
-        "--env", args.env,
+        "--env", suite.env,
         "--seed", str(seed),
+        "--num-seeds", str(num_seeds),
         "--out-dir", str(out_dir),
-        "--dataset-episodes", str(DATASET_EPISODES),
-        "--offline-steps", str(args.offline_steps),
-        "--online-steps", str(args.online_steps),
-        # evaluations exactly at the end of the offline phase and at the end of the run
-        "--eval-interval", str(max(args.offline_steps, args.online_steps, 1)),
-        "--eval-episodes", str(args.eval_episodes),
+        "--dataset-episodes", str(suite.dataset_episodes),
+        "--offline-steps", str(suite.offline_steps),
+        "--online-steps", str(suite.online_steps),
+        "--eval-interval", str(suite.eval_interval),
+        "--eval-episodes", str(suite.eval_episodes),
         "--workers", str(args.workers),
     ]  # fmt: skip
     if args.data_dir is not None:
         command += ["--data-dir", str(args.data_dir)]
-    print(f"[ogbench_reduced] {agent} seed {seed}: {' '.join(command[2:])}", file=sys.stderr)
-    subprocess.run(command, check=True)
-    return json.loads(summary_path.read_text())
+    if (out_dir / "checkpoint.eqx").exists():
+        command.append("--resume")  # a program stopped part-way continues where it was
+    return command
 
 
-def success_at(summary: dict, step: int) -> float:
-    for row in summary["evaluations"]:
-        if row["step"] == step:
-            return float(row["success"])
-    raise ValueError(f"{summary['config']['out_dir']}: no evaluation at step {step}")
+def run_agent(args, name: str, agent: str) -> list[dict]:
+    """The per-seed summaries of (suite, agent), running what has not finished."""
+    suite = SUITES[name]
+    done = finished(args, name, agent, args.seeds)
+    if done is not None:
+        return done
+    runs_dir = args.runs_dir / name
+    if suite.one_program:
+        if args.seeds != list(range(args.seeds[0], args.seeds[0] + len(args.seeds))):
+            raise SystemExit(f"ogbench_reduced: {name} trains seeds as one program: give consecutive --seeds")
+        out_dir = runs_dir / f"{agent}-seeds{args.seeds[0]}-{args.seeds[-1]}"
+        programs = [(args.seeds[0], len(args.seeds), out_dir, [out_dir / f"seed{s}" for s in args.seeds])]
+    else:
+        programs = [(s, 1, runs_dir / f"{agent}-seed{s}", [runs_dir / f"{agent}-seed{s}"]) for s in args.seeds]
+    summaries = []
+    for seed, num_seeds, out_dir, seed_dirs in programs:
+        seeds = list(range(seed, seed + num_seeds))
+        kept = finished(args, name, agent, seeds)
+        if kept is None:
+            command = _command(args, suite, agent, seed, num_seeds, out_dir)
+            print(f"[ogbench_reduced] {name}: {' '.join(command[2:])}", file=sys.stderr, flush=True)
+            subprocess.run(command, check=True)
+            kept = []
+            for s, seed_dir in zip(seeds, seed_dirs, strict=True):
+                summary = json.loads((seed_dir / "summary.json").read_text())
+                copy = _copy_path(args, name, agent, s)
+                copy.parent.mkdir(parents=True, exist_ok=True)
+                copy.write_text(json.dumps(summary, indent=2) + "\n")
+                kept.append(summary)
+        summaries += kept
+    return summaries
 
 
 def interval(values: list[float]) -> dict:
@@ -108,59 +191,96 @@ def _cell(entry: dict) -> str:
     return f"{100 * entry['mean']:.0f} ± {100 * entry['ci95']:.0f}"
 
 
-def table(args, summaries: dict[str, list[dict]]) -> tuple[dict, str]:
-    offline, total = args.offline_steps, args.offline_steps + args.online_steps
+def success_by_step(summary: dict) -> dict[int, float]:
+    return {int(row["step"]): float(row["success"]) for row in summary["evaluations"]}
+
+
+def suite_rows(suite: Suite, summaries: dict[str, list[dict]]) -> dict:
+    offline, total = suite.offline_steps, suite.offline_steps + suite.online_steps
     rows = {}
     for agent, runs in summaries.items():
+        curves = [success_by_step(s) for s in runs]
+        steps = sorted(set.intersection(*(set(c) for c in curves)))
         rows[agent] = dict(
-            offline_success=interval([success_at(s, offline) for s in runs]),
-            online_success=interval([success_at(s, total) for s in runs]),
+            offline_success=interval([c[offline] for c in curves]),
+            online_success=interval([c[total] for c in curves]) if suite.online_steps else None,
+            success_by_step={str(k): float(np.mean([c[k] for c in curves])) for k in steps},
             wall_time_min=float(np.mean([s["wall_time_s"] for s in runs]) / 60),
             paper_offline_success_cube_double=PAPER_CUBE_DOUBLE.get(agent),
         )
-    versions = next(iter(summaries.values()))[0]["versions"] if summaries else {}
+    return rows
+
+
+def suite_markdown(name: str, suite: Suite, rows: dict, seeds: list[int]) -> list[str]:
+    together = "trained as one program" if suite.one_program else "one program per seed"
+    lines = [
+        f"### {name}: `{suite.env}`",
+        "",
+        f"{suite.dataset_episodes}-episode generated dataset; {suite.offline_steps} offline updates"
+        + (f" then {suite.online_steps} online environment steps (UTD 1)" if suite.online_steps else "")
+        + f"; success % over {suite.eval_episodes} evaluation episodes per seed, mean ± 95 % "
+        f"t-interval over seeds {seeds} ({together}).",
+        "",
+    ]
+    steps = sorted({int(k) for row in rows.values() for k in row["success_by_step"]})
+    head = "| agent | success after offline |"
+    if suite.online_steps:
+        head += " after online |"
+    head += "".join(f" at {k} |" for k in steps) + " wall time per program (min) | paper, cube-double |"
+    lines += [head, "|" + "---|" * (head.count("|") - 1)]
+    for agent, row in rows.items():
+        line = f"| {agent} | {_cell(row['offline_success'])} |"
+        if suite.online_steps:
+            line += f" {_cell(row['online_success'])} |"
+        line += "".join(
+            f" {100 * row['success_by_step'][str(k)]:.0f} |" if str(k) in row["success_by_step"] else " |"
+            for k in steps
+        )
+        paper = row["paper_offline_success_cube_double"]
+        line += f" {row['wall_time_min']:.1f} | {'' if paper is None else paper} |"
+        lines.append(line)
+    return lines + [""]
+
+
+def report(args) -> dict:
+    """Rewrite `{results}.md/.json` from every finished (suite, agent)."""
     result = dict(
-        env=args.env,
-        dataset_episodes=DATASET_EPISODES,
-        offline_steps=offline,
-        online_steps=args.online_steps,
-        eval_episodes=args.eval_episodes,
-        seeds=args.seeds,
-        configuration="experiments/run.py --preset cpu: 2x256 GELU MLPs, K = 2 critics "
-        "(rho 0.5), chunk 5, batch 256, Adam 3e-4, 10 flow steps; agents' paper defaults otherwise",
+        configuration=CONFIGURATION,
         machine=f"{os.cpu_count()} CPU cores, no GPU",
-        versions=versions,
-        agents=rows,
+        seeds=args.seeds,
+        paper_offline_success_cube_double=PAPER_CUBE_DOUBLE,
+        suites={},
     )
     lines = [
-        f"# OGBench {args.env}, CPU-sized configuration",
+        "# OGBench at CPU-sized budgets",
         "",
-        f"{DATASET_EPISODES}-episode generated dataset; {offline} offline updates then "
-        f"{args.online_steps} online environment steps (UTD 1); success % over "
-        f"{args.eval_episodes} evaluation episodes, mean ± 95 % t-interval over seeds "
-        f"{args.seeds}; {result['configuration']}; {result['machine']}.",
+        f"{CONFIGURATION}; {result['machine']}. The paper column is the QAM paper's Table 1 "
+        "(cube-double, five-task mean, 1M updates, 4x512 networks, K = 10, GPU).",
         "",
-        "| agent | success after offline | after online | wall time per run (min) "
-        "| paper, cube-double offline (5-task mean, 1M steps, GPU) |",
-        "|---|---|---|---|---|",
     ]
-    for agent, row in rows.items():
-        paper = row["paper_offline_success_cube_double"]
-        lines.append(
-            f"| {agent} | {_cell(row['offline_success'])} | {_cell(row['online_success'])} "
-            f"| {row['wall_time_min']:.1f} | {'' if paper is None else paper} |"
-        )
-    return result, "\n".join(lines) + "\n"
+    for name, suite in SUITES.items():
+        summaries = {}
+        for agent in suite.agents:
+            runs = finished(args, name, agent, args.seeds)
+            if runs is not None:
+                summaries[agent] = runs
+                result.setdefault("versions", runs[0]["versions"])
+        if not summaries:
+            continue
+        rows = suite_rows(suite, summaries)
+        result["suites"][name] = dict(dataclasses.asdict(suite), agents=rows)
+        lines += suite_markdown(name, suite, rows, args.seeds)
+    args.results.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    args.results.with_suffix(".md").write_text("\n".join(lines))
+    return result
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--agents", nargs="+", default=["qam", "fql", "rebrac"])
+    parser.add_argument("--suites", nargs="+", default=list(SUITES), choices=list(SUITES))
+    parser.add_argument("--agents", nargs="+", default=None, help="only these (default: each suite's)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--env", default=ENV)
-    parser.add_argument("--offline-steps", type=int, default=10_000)
-    parser.add_argument("--online-steps", type=int, default=5_000)
-    parser.add_argument("--eval-episodes", type=int, default=20)
+    parser.add_argument("--report", action="store_true", help="only rewrite the table from kept runs")
     parser.add_argument("--workers", type=int, default=2, help="dataset generation processes")
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--runs-dir", type=Path, default=Path("runs/ogbench_reduced"))
@@ -168,25 +288,15 @@ def main(argv=None) -> int:
         "--results", type=Path, default=ROOT / "benchmarks" / "results" / "ogbench_reduced"
     )
     args = parser.parse_args(argv)
-    for name in ("offline_steps", "eval_episodes"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1")
-    if args.online_steps < 0:
-        parser.error("--online-steps must be >= 0")
     start = time.perf_counter()
-    summaries: dict[str, list[dict]] = {}
-    copies = args.results / "runs"
-    copies.mkdir(parents=True, exist_ok=True)
-    for agent in args.agents:
-        for seed in args.seeds:
-            summary = run_one(args, agent, seed)
-            summaries.setdefault(agent, []).append(summary)
-            (copies / f"{agent}-seed{seed}.json").write_text(json.dumps(summary, indent=2) + "\n")
-    result, markdown = table(args, summaries)
-    result["benchmark_wall_time_s"] = time.perf_counter() - start
-    args.results.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    args.results.with_suffix(".md").write_text(markdown)
-    print(json.dumps(result, indent=2))
+    if not args.report:
+        for name in args.suites:
+            for agent in SUITES[name].agents:
+                if args.agents is None or agent in args.agents:
+                    run_agent(args, name, agent)
+                    report(args)
+    result = report(args)
+    print(json.dumps(dict(result, benchmark_wall_time_s=time.perf_counter() - start), indent=2))
     return 0
 
 
