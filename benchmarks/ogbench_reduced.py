@@ -151,11 +151,18 @@ def run_agent(args, name: str, agent: str) -> list[dict]:
     runs_dir = args.runs_dir / name
     if suite.one_program:
         if args.seeds != list(range(args.seeds[0], args.seeds[0] + len(args.seeds))):
-            raise SystemExit(f"ogbench_reduced: {name} trains seeds as one program: give consecutive --seeds")
+            raise SystemExit(
+                f"ogbench_reduced: {name} trains seeds as one program: give consecutive --seeds"
+            )
         out_dir = runs_dir / f"{agent}-seeds{args.seeds[0]}-{args.seeds[-1]}"
-        programs = [(args.seeds[0], len(args.seeds), out_dir, [out_dir / f"seed{s}" for s in args.seeds])]
+        programs = [
+            (args.seeds[0], len(args.seeds), out_dir, [out_dir / f"seed{s}" for s in args.seeds])
+        ]
     else:
-        programs = [(s, 1, runs_dir / f"{agent}-seed{s}", [runs_dir / f"{agent}-seed{s}"]) for s in args.seeds]
+        programs = [
+            (s, 1, runs_dir / f"{agent}-seed{s}", [runs_dir / f"{agent}-seed{s}"])
+            for s in args.seeds
+        ]
     summaries = []
     for seed, num_seeds, out_dir, seed_dirs in programs:
         seeds = list(range(seed, seed + num_seeds))
@@ -217,7 +224,11 @@ def suite_markdown(name: str, suite: Suite, rows: dict, seeds: list[int]) -> lis
         f"### {name}: `{suite.env}`",
         "",
         f"{suite.dataset_episodes}-episode generated dataset; {suite.offline_steps} offline updates"
-        + (f" then {suite.online_steps} online environment steps (UTD 1)" if suite.online_steps else "")
+        + (
+            f" then {suite.online_steps} online environment steps (UTD 1)"
+            if suite.online_steps
+            else ""
+        )
         + f"; success % over {suite.eval_episodes} evaluation episodes per seed, mean ± 95 % "
         f"t-interval over seeds {seeds} ({together}).",
         "",
@@ -226,14 +237,18 @@ def suite_markdown(name: str, suite: Suite, rows: dict, seeds: list[int]) -> lis
     head = "| agent | success after offline |"
     if suite.online_steps:
         head += " after online |"
-    head += "".join(f" at {k} |" for k in steps) + " wall time per program (min) | paper, cube-double |"
+    head += (
+        "".join(f" at {k} |" for k in steps) + " wall time per program (min) | paper, cube-double |"
+    )
     lines += [head, "|" + "---|" * (head.count("|") - 1)]
     for agent, row in rows.items():
         line = f"| {agent} | {_cell(row['offline_success'])} |"
         if suite.online_steps:
             line += f" {_cell(row['online_success'])} |"
         line += "".join(
-            f" {100 * row['success_by_step'][str(k)]:.0f} |" if str(k) in row["success_by_step"] else " |"
+            f" {100 * row['success_by_step'][str(k)]:.0f} |"
+            if str(k) in row["success_by_step"]
+            else " |"
             for k in steps
         )
         paper = row["paper_offline_success_cube_double"]
@@ -278,9 +293,13 @@ def report(args) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--suites", nargs="+", default=list(SUITES), choices=list(SUITES))
-    parser.add_argument("--agents", nargs="+", default=None, help="only these (default: each suite's)")
+    parser.add_argument(
+        "--agents", nargs="+", default=None, help="only these (default: each suite's)"
+    )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--report", action="store_true", help="only rewrite the table from kept runs")
+    parser.add_argument(
+        "--report", action="store_true", help="only rewrite the table from kept runs"
+    )
     parser.add_argument("--workers", type=int, default=2, help="dataset generation processes")
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--runs-dir", type=Path, default=Path("runs/ogbench_reduced"))
