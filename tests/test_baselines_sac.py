@@ -18,8 +18,7 @@ from scipy import stats
 from test_train import _rows, DATA, eqx_arrays, PointMass
 
 from interpolant_rl import agents, train
-from interpolant_rl.agents import AbstractAgent, FixedCritic
-from interpolant_rl.agents.rlpd import SoftActor
+from interpolant_rl.agents import AbstractAgent, AbstractPolicy, FixedCritic, SoftActor
 from interpolant_rl.nn import TanhGaussianPolicy
 from interpolant_rl.objectives import (
     sac_actor_loss,
@@ -211,7 +210,12 @@ class ConstantAgent(AbstractAgent):
     def actor_step(self, batch, key):
         return ConstantAgent(self.critic, self.updates + 1), dict(updates=self.updates + 1.0)
 
-    def policy(self, observations, key):
+    def acting_policy(self):
+        return ConstantPolicy()
+
+
+class ConstantPolicy(AbstractPolicy):
+    def __call__(self, observations, key):
         return jnp.full((observations.shape[0], 2), 0.5)  # horizon 2, one-dimensional actions
 
 

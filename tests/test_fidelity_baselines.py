@@ -9,7 +9,7 @@ import jax.random as jr
 import numpy as np
 
 from interpolant_rl import agents
-from interpolant_rl.agents.fql import OneStepDistilled
+from interpolant_rl.agents import OneStepDistilled
 
 
 def _arrays(module):

@@ -2,6 +2,7 @@
 from the shared objectives. Build one by name with
 [`make_agent`][interpolant_rl.agents.make_agent]."""
 
+from ..data import Batch as Batch
 from . import (
     bam as bam,
     cgql as cgql,
@@ -21,23 +22,21 @@ from . import (
     rebrac as rebrac,
     rlpd as rlpd,
 )
-from ._core import (
-    AbstractAgent as AbstractAgent,
+from ._adjoint_matched import AdjointMatchedFlow as AdjointMatchedFlow
+from ._agent import AbstractAgent as AbstractAgent, AbstractPolicy as AbstractPolicy
+from ._config import build_network as build_network, NetworkConfig as NetworkConfig
+from ._critic import (
     AbstractCritic as AbstractCritic,
-    adam as adam,
-    Batch as Batch,
-    build_network as build_network,
-    check_optimiser as check_optimiser,
-    ClipMode as ClipMode,
+    AbstractEnsembleCritic as AbstractEnsembleCritic,
     CriticConfig as CriticConfig,
+    expectile_value_step as expectile_value_step,
+    ExpectileCritic as ExpectileCritic,
     FixedCritic as FixedCritic,
-    flow_actions as flow_actions,
-    flow_matching_step as flow_matching_step,
     LearnedCritic as LearnedCritic,
-    NetworkConfig as NetworkConfig,
-    Trained as Trained,
+    StateValue as StateValue,
+    td_fit as td_fit,
 )
-from ._diffusion import DiffusionPolicy as DiffusionPolicy
+from ._diffusion import DDPMPolicy as DDPMPolicy, DiffusionPolicy as DiffusionPolicy
 from ._domains import (
     domain_config as domain_config,
     domain_of as domain_of,
@@ -47,7 +46,25 @@ from ._domains import (
     PROTOCOL as PROTOCOL,
     REFERENCE_PROTOCOL as REFERENCE_PROTOCOL,
 )
-from ._edit import ActionEdit as ActionEdit
+from ._edit import ActionEdit as ActionEdit, EditedPolicy as EditedPolicy
+from ._flow import (
+    flow_actions as flow_actions,
+    flow_matching_step as flow_matching_step,
+    FlowPolicy as FlowPolicy,
+)
+from ._one_step import OneStepDistilled as OneStepDistilled
+from ._optim import (
+    adam as adam,
+    check_optimiser as check_optimiser,
+    ClipMode as ClipMode,
+    Trained as Trained,
+)
+from ._policies import (
+    BestOfN as BestOfN,
+    DeterministicPolicy as DeterministicPolicy,
+    NoisePolicy as NoisePolicy,
+    StochasticPolicy as StochasticPolicy,
+)
 from ._registry import (
     AGENTS as AGENTS,
     AgentSpec as AgentSpec,
@@ -57,4 +74,4 @@ from ._registry import (
     override as override,
     resize as resize,
 )
-from .ifql import ExpectileCritic as ExpectileCritic
+from ._soft_actor import SoftActor as SoftActor

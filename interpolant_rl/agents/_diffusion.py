@@ -13,15 +13,10 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from .._interpolant import VariancePreservingInterpolant
 from ..nn import VelocityField
 from ..objectives import ddpm_sample, NoisePrediction
-from ._core import (
-    AbstractCritic,
-    adam,
-    build_network,
-    LearnedCritic,
-    Metrics,
-    NetworkConfig,
-    Trained,
-)
+from ._agent import AbstractPolicy
+from ._config import build_network, NetworkConfig
+from ._critic import AbstractCritic, LearnedCritic, Metrics
+from ._optim import adam, Trained
 
 
 class DiffusionPolicy(eqx.Module):
@@ -66,9 +61,30 @@ class DiffusionPolicy(eqx.Module):
         self, observations: Float[Array, "batch obs_dim"], key: PRNGKeyArray
     ) -> Float[Array, "batch action_dim"]:
         """DDPM samples for a batch of states, in $[-1, 1]$."""
+        return self.acting_policy()(observations, key)
+
+    def acting_policy(self) -> "DDPMPolicy":
+        """The noise field alone, acting by the DDPM sampler."""
+        return DDPMPolicy(self.network.model, self.interpolant, self.action_dim, self.num_steps)
+
+
+class DDPMPolicy(AbstractPolicy):
+    r"""$a = \operatorname{clip}(x_1, -1, 1)$, $x_1$ the end of `num_steps` DDPM ancestral steps
+    ([`ddpm_sample`][interpolant_rl.objectives.ddpm_sample]) of an $\varepsilon$-prediction
+    `network` from $x_0 \sim \mathcal N(0, I)$.
+
+    **Fields:** `network`, `interpolant`, `action_dim` and `num_steps` (static).
+    """
+
+    network: VelocityField
+    interpolant: VariancePreservingInterpolant
+    action_dim: int = eqx.field(static=True)
+    num_steps: int = eqx.field(static=True)
+
+    def __call__(self, observations, key):
         noise_key, step_key = jr.split(key)
         noise = jr.normal(noise_key, (observations.shape[0], self.action_dim))
-        denoiser = NoisePrediction(self.interpolant, self.network.model).denoiser
+        denoiser = NoisePrediction(self.interpolant, self.network).denoiser
 
         def one(z, k, c):
             return ddpm_sample(self.interpolant, denoiser, z, k, c, num_steps=self.num_steps)

@@ -8,9 +8,13 @@ import jax.numpy as jnp
 import jax.random as jr
 import optax
 
+from ..data import Batch
 from ..nn import TanhGaussianPolicy
 from ..objectives import sac_actor_loss, Temperature, temperature_loss
-from ._core import AbstractCritic, Batch, build_network, NetworkConfig, Trained
+from ._agent import AbstractPolicy
+from ._config import build_network, NetworkConfig
+from ._critic import AbstractCritic
+from ._optim import Trained
 
 
 class ActionEdit(eqx.Module):
@@ -86,14 +90,15 @@ class ActionEdit(eqx.Module):
     def edited(self, policy, observations, base_actions, key):
         """$\\operatorname{clip}(a_0 + \\lambda e, -1, 1)$ for a batch (differentiable in `policy`);
         the same per-row keys as the training loss."""
-        inputs = jnp.concatenate([observations, base_actions], axis=-1)
-        keys = jr.split(key, observations.shape[0])
-        edits, _ = jax.vmap(policy.sample_and_log_prob)(inputs, keys)
-        return self.apply(base_actions, edits)
+        return _edited(policy, self.scale, observations, base_actions, key)
 
     def apply(self, base_actions, edits):
         """$\\operatorname{clip}(a_0 + \\lambda e, -1, 1)$."""
-        return jnp.clip(base_actions + self.scale * edits, -1.0, 1.0)
+        return _apply(self.scale, base_actions, edits)
+
+    def acting_policy(self, base: AbstractPolicy) -> "EditedPolicy":
+        """The edit applied to the actions of a `base` policy, as an acting policy."""
+        return EditedPolicy(base, self.policy.model, self.scale)
 
     def step(self, critic: AbstractCritic, batch: Batch, base_actions, key):
         """One edit-policy step on the SAC loss above, then one temperature step.
@@ -130,3 +135,33 @@ class ActionEdit(eqx.Module):
 
     def sample(self, observations, base_actions, key):
         return self.edited(self.policy.model, observations, base_actions, key)
+
+
+def _apply(scale, base_actions, edits):
+    return jnp.clip(base_actions + scale * edits, -1.0, 1.0)
+
+
+def _edited(policy, scale, observations, base_actions, key):
+    inputs = jnp.concatenate([observations, base_actions], axis=-1)
+    keys = jr.split(key, observations.shape[0])
+    edits, _ = jax.vmap(policy.sample_and_log_prob)(inputs, keys)
+    return _apply(scale, base_actions, edits)
+
+
+class EditedPolicy(AbstractPolicy):
+    r"""$a = \operatorname{clip}(a_0 + \lambda e, -1, 1)$ with $a_0$ from the `base` policy and
+    $e \sim \pi_\psi(\cdot \mid s, a_0)$ (QAM-EDIT, FEdit); `key` is split into the base's
+    key and the edit's.
+
+    **Fields:** `base`, `network` (the edit's
+    [`TanhGaussianPolicy`][interpolant_rl.nn.TanhGaussianPolicy]), `scale` $\lambda$ (static).
+    """
+
+    base: AbstractPolicy
+    network: TanhGaussianPolicy
+    scale: float = eqx.field(static=True)
+
+    def __call__(self, observations, key):
+        base_key, edit_key = jr.split(key)
+        base_actions = self.base(observations, base_key)
+        return _edited(self.network, self.scale, observations, base_actions, edit_key)

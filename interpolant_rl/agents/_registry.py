@@ -25,7 +25,9 @@ from . import (
     rebrac,
     rlpd,
 )
-from ._core import AbstractAgent, CriticConfig, NetworkConfig
+from ._agent import AbstractAgent
+from ._config import NetworkConfig
+from ._critic import CriticConfig
 
 
 class AgentSpec(NamedTuple):

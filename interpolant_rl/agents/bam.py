@@ -17,17 +17,17 @@ import dataclasses
 
 from jaxtyping import PRNGKeyArray
 
-from . import qam
+from ._adjoint_matched import create_qam, QAMConfig
 
 
-def default_config() -> qam.QAMConfig:
+def default_config() -> QAMConfig:
     """QAM's defaults (τ, scheme, networks, clipping) with `basic_adjoint=True`."""
-    return dataclasses.replace(qam.QAMConfig(), basic_adjoint=True)
+    return dataclasses.replace(QAMConfig(), basic_adjoint=True)
 
 
-def create(obs_dim: int, action_dim: int, key: PRNGKeyArray, config: qam.QAMConfig | None = None):
+def create(obs_dim: int, action_dim: int, key: PRNGKeyArray, config: QAMConfig | None = None):
     """A fresh BAM agent: a [`QAM`][interpolant_rl.agents.qam.QAM] with `basic_adjoint=True`."""
     config = default_config() if config is None else config
     if not config.basic_adjoint:
         raise ValueError("BAM needs basic_adjoint=True (otherwise it is QAM)")
-    return qam.create(obs_dim, action_dim, key, config)
+    return create_qam(obs_dim, action_dim, key, config)

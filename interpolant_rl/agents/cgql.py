@@ -41,19 +41,11 @@ from jaxtyping import PRNGKeyArray
 from .._interpolant import LinearInterpolant
 from ..nn import ema_update, VelocityField
 from ..objectives import GuidedVelocity, NoiseConditionedCritic, noisy_critic_loss
-from ._core import (
-    AbstractAgent,
-    AbstractCritic,
-    adam,
-    build_network,
-    check_positive,
-    CriticConfig,
-    flow_actions,
-    flow_matching_step,
-    LearnedCritic,
-    NetworkConfig,
-    Trained,
-)
+from ._agent import AbstractAgent
+from ._config import build_network, check_positive, NetworkConfig
+from ._critic import AbstractCritic, CriticConfig, LearnedCritic
+from ._flow import flow_matching_step, FlowPolicy
+from ._optim import adam, Trained
 
 
 VARIANTS = ("simple", "mse", "linex")
@@ -145,7 +137,7 @@ class CGQL(AbstractAgent):
         return agent, metrics
 
     def guided_velocity(self) -> GuidedVelocity:
-        """The guided field $\\tilde v$ that `policy` integrates."""
+        """The guided field $\\tilde v$ that the acting policy integrates."""
         config = self.config
         if self.noisy_critic is None:
             value = CleanCriticValue(self.critic)
@@ -160,12 +152,8 @@ class CGQL(AbstractAgent):
             config.guidance_start,
         )
 
-    def policy(self, observations, key):
-        noise = jr.normal(key, (observations.shape[0], self.action_dim))
-        actions = flow_actions(
-            LinearInterpolant(), self.guided_velocity(), observations, noise, self.config.flow_steps
-        )
-        return jnp.clip(actions, -1.0, 1.0)
+    def acting_policy(self):
+        return FlowPolicy(self.guided_velocity(), self.action_dim, self.config.flow_steps)
 
 
 def create(

@@ -16,7 +16,7 @@ from noise to action, per update on a batch $(s, a, r, m, s')$:
    whatever action each noise produces (member $k$ on member $k$; the target of every member
    is a one-member critic's value, e.g. a [`FixedCritic`][interpolant_rl.agents.FixedCritic]'s,
    or the ensemble mean of a critic of another size).
-4. **Noise policy.** SAC ([`SoftActor`][interpolant_rl.agents.rlpd.SoftActor]) on the noise
+4. **Noise policy.** SAC ([`SoftActor`][interpolant_rl.agents.SoftActor]) on the noise
    critic: $z = \kappa\,e$, $e = \tanh(\mu_w(s) + \sigma_w(s)\varepsilon) \in (-1, 1)^d$ with the
    noise scale $\kappa$, actor loss $\operatorname{mean}[\alpha\log\pi_w(e\mid s) - \bar Q_w(s, \kappa e)]$,
    temperature tuned to the target entropy $-d$ (in the unit box of $e$).
@@ -32,22 +32,13 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from .._interpolant import LinearInterpolant
 from ..nn import CriticEnsemble, ema_update, VelocityField
-from ._core import (
-    AbstractAgent,
-    AbstractCritic,
-    adam,
-    build_network,
-    check_positive,
-    CriticConfig,
-    flow_actions,
-    flow_matching_step,
-    LearnedCritic,
-    NetworkConfig,
-    Trained,
-)
-from .rlpd import SoftActor
+from ._agent import AbstractAgent, AbstractPolicy
+from ._config import build_network, check_positive, NetworkConfig
+from ._critic import AbstractCritic, CriticConfig, LearnedCritic
+from ._flow import flow_matching_step, FlowPolicy
+from ._optim import adam, Trained
+from ._soft_actor import SoftActor
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,10 +91,11 @@ class DSRL(AbstractAgent):
         self, observations: Float[Array, "batch obs_dim"], noise: Float[Array, "batch action_dim"]
     ) -> Float[Array, "batch action_dim"]:
         r"""$\Phi(s, z) = \operatorname{clip}(\mathrm{ODE}_{\bar f_\beta}(s, z), -1, 1)$."""
-        actions = flow_actions(
-            LinearInterpolant(), self.flow, observations, noise, self.config.flow_steps
-        )
-        return jnp.clip(actions, -1.0, 1.0)
+        return self.flow_policy().from_noise(observations, noise)
+
+    def flow_policy(self) -> FlowPolicy:
+        """$\\Phi$: the frozen behaviour flow as a policy of its noise."""
+        return FlowPolicy(self.flow, self.flow.action_dim, self.config.flow_steps)
 
     def distillation_targets(
         self, observations: Float[Array, "batch obs_dim"], noise: Float[Array, "batch action_dim"]
@@ -141,9 +133,28 @@ class DSRL(AbstractAgent):
         agent = dataclasses.replace(agent, noise_actor=noise_actor, noise_critic=noise_critic)
         return agent, dict(flow_matching_loss=bc_loss, noise_critic_loss=distil_loss, **metrics)
 
-    def policy(self, observations, key):
+    def acting_policy(self):
         """$\\Phi(s, z)$ with $z$ = `noise_actions(s, key)`."""
-        return self.actions_from_noise(observations, self.noise_actions(observations, key))
+        return LatentNoisePolicy(
+            self.noise_actor.acting_policy(), self.flow_policy(), self.config.noise_scale
+        )
+
+
+class LatentNoisePolicy(AbstractPolicy):
+    r"""$a = \Phi(s, \kappa e)$, $e \sim \pi_w(\cdot \mid s)$: DSRL's acting rule, a noise
+    policy steering a frozen flow $\Phi$.
+
+    **Fields:** `noise_policy` (actions in $(-1, 1)^d$), `flow` (a
+    [`FlowPolicy`][interpolant_rl.agents.FlowPolicy]), `noise_scale` $\kappa$ (static).
+    """
+
+    noise_policy: AbstractPolicy
+    flow: FlowPolicy
+    noise_scale: float = eqx.field(static=True)
+
+    def __call__(self, observations, key):
+        noise = self.noise_scale * self.noise_policy(observations, key)
+        return self.flow.from_noise(observations, noise)
 
 
 def create(

@@ -6,7 +6,7 @@ Algorithm box, per update on a batch $(s, a, r, m, s')$:
    from the policy itself.
 2. **Value baseline.** $V_\psi \leftarrow$ one step of expectile regression of $V_\psi(s)$ on the
    target-ensemble mean $\bar Q^-(s, a)$ at the *dataset* action
-   ([`expectile_value_step`][interpolant_rl.agents.ifql.expectile_value_step]); the default
+   ([`expectile_value_step`][interpolant_rl.agents.expectile_value_step]); the default
    $\kappa = \tfrac12$ is a squared error, so $V(s) \approx \mathbb E_{a\sim\pi_\beta}\bar Q(s, a)$.
 3. **Policy.** $f_\theta \leftarrow$ one step of flow matching on $(s, a)$ with per-sample weights
    $w = \min\big(e^{\tau(\bar Q(s, a) - V_\psi(s))}, w_{\max}\big)$
@@ -32,19 +32,17 @@ from jaxtyping import PRNGKeyArray
 from .._interpolant import LinearInterpolant
 from ..nn import VelocityField
 from ..objectives import advantage_weights, flow_matching_loss
-from ._core import (
-    AbstractAgent,
+from ._agent import AbstractAgent
+from ._config import build_network, check_positive, NetworkConfig
+from ._critic import (
     AbstractCritic,
-    adam,
-    build_network,
-    check_positive,
     CriticConfig,
-    flow_actions,
+    expectile_value_step,
     LearnedCritic,
-    NetworkConfig,
-    Trained,
+    StateValue,
 )
-from .ifql import expectile_value_step, StateValue
+from ._flow import FlowPolicy
+from ._optim import adam, Trained
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,12 +104,8 @@ class FAWAC(AbstractAgent):
         )
         return FAWAC(flow, value, self.critic, self.action_dim, config), metrics
 
-    def policy(self, observations, key):
-        noise = jr.normal(key, (observations.shape[0], self.action_dim))
-        actions = flow_actions(
-            LinearInterpolant(), self.flow.model, observations, noise, self.config.flow_steps
-        )
-        return jnp.clip(actions, -1.0, 1.0)
+    def acting_policy(self):
+        return FlowPolicy(self.flow.model, self.action_dim, self.config.flow_steps)
 
 
 def create(

@@ -12,25 +12,17 @@ Algorithm box, per update:
 import dataclasses
 
 import equinox as eqx
-import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import PRNGKeyArray
 
 from .._interpolant import LinearInterpolant
 from ..nn import VelocityField
 from ..objectives import bptt_q_loss, flow_matching_loss
-from ._core import (
-    AbstractAgent,
-    AbstractCritic,
-    adam,
-    build_network,
-    check_positive,
-    CriticConfig,
-    flow_actions,
-    LearnedCritic,
-    NetworkConfig,
-    Trained,
-)
+from ._agent import AbstractAgent
+from ._config import build_network, check_positive, NetworkConfig
+from ._critic import AbstractCritic, CriticConfig, LearnedCritic
+from ._flow import FlowPolicy
+from ._optim import adam, Trained
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,12 +74,8 @@ class FBRAC(AbstractAgent):
         flow, metrics = self.flow.minimise(loss_fn)
         return FBRAC(flow, self.critic, self.config), metrics
 
-    def policy(self, observations, key):
-        noise = jr.normal(key, (observations.shape[0], self.flow.model.action_dim))
-        actions = flow_actions(
-            LinearInterpolant(), self.flow.model, observations, noise, self.config.flow_steps
-        )
-        return jnp.clip(actions, -1.0, 1.0)
+    def acting_policy(self):
+        return FlowPolicy(self.flow.model, self.flow.model.action_dim, self.config.flow_steps)
 
 
 def create(

@@ -28,26 +28,16 @@ QAM-EDIT is the same edit on the adjoint-matched flow's action instead of $a_0$.
 import dataclasses
 
 import equinox as eqx
-import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from .._interpolant import LinearInterpolant
 from ..nn import VelocityField
-from ._core import (
-    AbstractAgent,
-    AbstractCritic,
-    adam,
-    build_network,
-    check_positive,
-    CriticConfig,
-    flow_actions,
-    flow_matching_step,
-    LearnedCritic,
-    NetworkConfig,
-    Trained,
-)
+from ._agent import AbstractAgent
+from ._config import build_network, check_positive, NetworkConfig
+from ._critic import AbstractCritic, CriticConfig, LearnedCritic
 from ._edit import ActionEdit
+from ._flow import flow_matching_step, FlowPolicy
+from ._optim import adam, Trained
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,12 +76,12 @@ class FEdit(AbstractAgent):
     ) -> Float[Array, "batch action_dim"]:
         r"""The behaviour flow's actions $a_0 = \operatorname{clip}(\mathrm{ODE}_{f_\beta}(s, z), -1, 1)$,
         $z \sim \mathcal N(0, I)$ drawn from `key`."""
+        return self.base_policy()(observations, key)
+
+    def base_policy(self) -> FlowPolicy:
+        """The behaviour flow as a policy."""
         field = self.behaviour.model
-        noise = jr.normal(key, (observations.shape[0], field.action_dim))
-        actions = flow_actions(
-            LinearInterpolant(), field, observations, noise, self.config.flow_steps
-        )
-        return jnp.clip(actions, -1.0, 1.0)
+        return FlowPolicy(field, field.action_dim, self.config.flow_steps)
 
     def actor_step(self, batch, key):
         bc_key, sample_key, edit_key = jr.split(key, 3)
@@ -103,11 +93,10 @@ class FEdit(AbstractAgent):
             flow_matching_loss=bc_loss, **metrics
         )
 
-    def policy(self, observations, key):
-        """`edit.sample(s, base_actions(s, k1), k2)` with `k1, k2 = split(key)`."""
-        flow_key, edit_key = jr.split(key)
-        base_actions = self.base_actions(observations, flow_key)
-        return self.edit.sample(observations, base_actions, edit_key)
+    def acting_policy(self):
+        """The edit on top of the behaviour flow: `edit.sample(s, base_actions(s, k1), k2)`
+        with `k1, k2 = split(key)`."""
+        return self.edit.acting_policy(self.base_policy())
 
 
 def create(

@@ -13,31 +13,18 @@ Algorithm box, per update:
 """
 
 import dataclasses
-from collections.abc import Callable
 
 import equinox as eqx
-import jax
-import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import PRNGKeyArray
 
-from .._interpolant import LinearInterpolant
-from ..nn import OneStepPolicy, VelocityField
-from ..objectives import normalised_q_loss, one_step_distillation_loss
-from ._core import (
-    AbstractAgent,
-    AbstractCritic,
-    adam,
-    Batch,
-    build_network,
-    check_positive,
-    CriticConfig,
-    flow_actions,
-    flow_matching_step,
-    LearnedCritic,
-    NetworkConfig,
-    Trained,
-)
+from ..nn import VelocityField
+from ._agent import AbstractAgent
+from ._config import build_network, check_positive, NetworkConfig
+from ._critic import AbstractCritic, CriticConfig, LearnedCritic
+from ._flow import flow_matching_step, FlowPolicy
+from ._one_step import OneStepDistilled
+from ._optim import adam, Trained
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,68 +44,6 @@ class FQLConfig:
         check_positive("flow_steps", self.flow_steps)
 
 
-class OneStepDistilled(eqx.Module):
-    r"""A one-step policy distilled from a teacher flow and trained against the critic (shared
-    by FQL and QAM-FQL).
-
-    **Fields:** `policy` (a `Trained` [`OneStepPolicy`][interpolant_rl.nn.OneStepPolicy]),
-    `action_dim`, `alpha`, `normalise_q` (static).
-    """
-
-    policy: Trained
-    action_dim: int = eqx.field(static=True)
-    alpha: float = eqx.field(static=True)
-    normalise_q: bool = eqx.field(static=True)
-
-    @classmethod
-    def create(cls, obs_dim, action_dim, net: NetworkConfig, optimiser, alpha, normalise_q, key):
-        policy = build_network(OneStepPolicy, action_dim, obs_dim, net, key)
-        return cls(Trained.create(policy, optimiser), action_dim, alpha, normalise_q)
-
-    def step(self, critic: AbstractCritic, batch: Batch, teacher: Callable, key: PRNGKeyArray):
-        """One step on the distillation + Q loss; `teacher(observations, noise) -> actions`,
-        whose actions are clipped to $[-1, 1]$ before they are distilled.
-
-        With `alpha == 0` (FQL without distillation; QAM-FQL's $\alpha = 0$ is plain QAM and
-        never gets here) the distillation term is multiplied by zero, so
-        the teacher is not run at all (a 10-step flow per update that XLA cannot remove, since
-        `0.0 * x` is not `0` for non-finite `x`): the loss is the Q term alone, with the same
-        value and gradient, and the `distillation_loss` metric is left out.
-        """
-        noise = jr.normal(key, batch.actions.shape)
-        if self.alpha == 0:  # static: decided when tracing
-
-            def q_only_loss(policy):
-                actions = jax.vmap(policy)(noise, batch.observations)
-                q = critic.mean_values(batch.observations, jnp.clip(actions, -1.0, 1.0))
-                q_loss = normalised_q_loss(q) if self.normalise_q else -jnp.mean(q)
-                return q_loss, dict(q_loss=q_loss)
-
-            policy, metrics = self.policy.minimise(q_only_loss)
-            return dataclasses.replace(self, policy=policy), metrics
-
-        # FQL eq. (39) / QAM-FQL eq. (42): the teacher's ODE action clipped to the action box
-        teacher_actions = jnp.clip(teacher(batch.observations, noise), -1.0, 1.0)
-
-        def loss_fn(policy):
-            return one_step_distillation_loss(
-                policy,
-                teacher_actions,
-                noise,
-                batch.observations,
-                critic.mean_values,
-                self.alpha,
-                normalise_q=self.normalise_q,
-            )
-
-        policy, metrics = self.policy.minimise(loss_fn)
-        return dataclasses.replace(self, policy=policy), metrics
-
-    def sample(self, observations, key):
-        noise = jr.normal(key, (observations.shape[0], self.action_dim))
-        return jnp.clip(jax.vmap(self.policy.model)(noise, observations), -1.0, 1.0)
-
-
 class FQL(AbstractAgent):
     """FQL: see the module docstring for the algorithm."""
 
@@ -132,17 +57,17 @@ class FQL(AbstractAgent):
 
         behaviour, bc_loss = flow_matching_step(self.behaviour, batch, bc_key)
 
-        def teacher(observations, noise):
-            return flow_actions(
-                LinearInterpolant(), behaviour.model, observations, noise, self.config.flow_steps
-            )
+        # the unclipped ODE action; `OneStepDistilled.step` clips it (eq. 39)
+        teacher = FlowPolicy(
+            behaviour.model, behaviour.model.action_dim, self.config.flow_steps, clip=False
+        ).from_noise
 
         one_step, metrics = self.one_step.step(self.critic, batch, teacher, distil_key)
         agent = FQL(behaviour, one_step, self.critic, self.config)
         return agent, dict(flow_matching_loss=bc_loss, **metrics)
 
-    def policy(self, observations, key):
-        return self.one_step.sample(observations, key)
+    def acting_policy(self):
+        return self.one_step.acting_policy()
 
 
 def create(

@@ -67,10 +67,9 @@ broken:
 
 import dataclasses
 import math
+from collections.abc import Callable
 
 import equinox as eqx
-import jax
-import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import PRNGKeyArray
 
@@ -86,17 +85,11 @@ from ..objectives import (
     PreconditionedJump,
     UniformJumpTimes,
 )
-from ._core import (
-    AbstractAgent,
-    AbstractCritic,
-    adam,
-    build_network,
-    check_positive,
-    CriticConfig,
-    LearnedCritic,
-    NetworkConfig,
-    Trained,
-)
+from ._agent import AbstractAgent
+from ._config import build_network, check_positive, NetworkConfig
+from ._critic import AbstractCritic, CriticConfig, LearnedCritic
+from ._optim import adam, Trained
+from ._policies import NoisePolicy
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,6 +132,17 @@ class MoMaQLConfig:
         UniformJumpTimes(self.gap, grid_fraction=self.grid_fraction, num_jumps=self.num_jumps)
 
 
+class MultiJumpSampler(eqx.Module):
+    """`(z, s) -> a`: `num_jumps` jumps of a jump field from $t = 0$ to $1$
+    ([`multi_jump_sample`][interpolant_rl.objectives.multi_jump_sample])."""
+
+    field: Callable
+    num_jumps: int = eqx.field(static=True)
+
+    def __call__(self, noise, cond):
+        return multi_jump_sample(LinearInterpolant(), self.field, noise, cond, self.num_jumps)
+
+
 class MoMaQL(AbstractAgent):
     """MoMa QL: see the module docstring for the algorithm."""
 
@@ -152,13 +156,10 @@ class MoMaQL(AbstractAgent):
             return network
         return PreconditionedJump(LinearInterpolant(), network, self.config.sigma_data)
 
-    def _sample(self, field, observations, key):
-        noise = jr.normal(key, (observations.shape[0], field.action_dim))
-        field = self._jump_field(field)
-        actions = jax.vmap(
-            lambda z, c: multi_jump_sample(LinearInterpolant(), field, z, c, self.config.num_jumps)
-        )(noise, observations)
-        return jnp.clip(actions, -1.0, 1.0)
+    def _policy(self, field) -> NoisePolicy:
+        """$a = \\operatorname{clip}(\\cdot, -1, 1)$ of `num_jumps` jumps of `field` from noise."""
+        sampler = MultiJumpSampler(self._jump_field(field), self.config.num_jumps)
+        return NoisePolicy(sampler, field.action_dim)
 
     def actor_step(self, batch, key):
         config = self.config
@@ -190,7 +191,7 @@ class MoMaQL(AbstractAgent):
                 shared_noise=config.shared_noise,
                 weights=batch.valid,
             )
-            policy_actions = self._sample(field, batch.observations, q_key)
+            policy_actions = self._policy(field)(batch.observations, q_key)
             q_loss = normalised_q_loss(self.critic.mean_values(batch.observations, policy_actions))
             return mmd + config.eta * q_loss, dict(mmd_loss=mmd, q_loss=q_loss)
 
@@ -198,11 +199,11 @@ class MoMaQL(AbstractAgent):
         target_field = ema_update(self.target_field, field.model, config.target_rate)
         return MoMaQL(field, target_field, self.critic, config), metrics
 
-    def policy(self, observations, key):
-        return self._sample(self.field.model, observations, key)
+    def acting_policy(self):
+        return self._policy(self.field.model)
 
     def target_policy(self, observations, key):
-        return self._sample(self.target_field, observations, key)
+        return self._policy(self.target_field)(observations, key)
 
 
 def create(

@@ -54,24 +54,17 @@ import dataclasses
 
 import equinox as eqx
 import jax
-import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import PRNGKeyArray
 
 from .._interpolant import LinearInterpolant
 from ..nn import ema_update, TwoTimeField
 from ..objectives import meanflow_loss, meanflow_one_step, meanflow_preset, normalised_q_loss
-from ._core import (
-    AbstractAgent,
-    AbstractCritic,
-    adam,
-    build_network,
-    check_positive,
-    CriticConfig,
-    LearnedCritic,
-    NetworkConfig,
-    Trained,
-)
+from ._agent import AbstractAgent
+from ._config import build_network, check_positive, NetworkConfig
+from ._critic import AbstractCritic, CriticConfig, LearnedCritic
+from ._optim import adam, Trained
+from ._policies import NoisePolicy
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,11 +92,9 @@ class OFQLConfig:
             )
 
 
-def _one_step_actions(field, observations, key):
-    noise = jr.normal(key, (observations.shape[0], field.action_dim))
-    return jnp.clip(
-        jax.vmap(lambda z, c: meanflow_one_step(field, z, c))(noise, observations), -1, 1
-    )
+def _one_step_policy(field: TwoTimeField) -> NoisePolicy:
+    """$a = \\operatorname{clip}(z + u(z, 0, 1 \\mid s), -1, 1)$: one MeanFlow jump from noise."""
+    return NoisePolicy(jax.tree_util.Partial(meanflow_one_step, field), field.action_dim)
 
 
 class OFQL(AbstractAgent):
@@ -133,7 +124,7 @@ class OFQL(AbstractAgent):
                 weights=batch.valid,
                 **settings,
             )
-            actions = _one_step_actions(field, batch.observations, q_key)
+            actions = _one_step_policy(field)(batch.observations, q_key)
             q_loss = normalised_q_loss(self.critic.mean_values(batch.observations, actions))
             return mf + config.eta * q_loss, dict(meanflow_loss=mf, q_loss=q_loss)
 
@@ -141,11 +132,11 @@ class OFQL(AbstractAgent):
         target_field = ema_update(self.target_field, field.model, config.target_rate)
         return OFQL(field, target_field, self.critic, config), metrics
 
-    def policy(self, observations, key):
-        return _one_step_actions(self.field.model, observations, key)
+    def acting_policy(self):
+        return _one_step_policy(self.field.model)
 
     def target_policy(self, observations, key):
-        return _one_step_actions(self.target_field, observations, key)
+        return _one_step_policy(self.target_field)(observations, key)
 
 
 def create(

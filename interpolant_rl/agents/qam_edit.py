@@ -19,10 +19,12 @@ import dataclasses
 import jax.random as jr
 from jaxtyping import PRNGKeyArray
 
-from . import qam as _qam
-from ._core import AbstractAgent, AbstractCritic, adam, check_positive, LearnedCritic
+from ._adjoint_matched import AdjointMatchedFlow, create_qam, QAM, QAMConfig
+from ._agent import AbstractAgent
+from ._config import check_positive
+from ._critic import AbstractCritic, LearnedCritic
 from ._edit import ActionEdit
-from .qam import AdjointMatchedFlow, QAMConfig
+from ._optim import adam
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,18 +58,17 @@ class QAMEdit(AbstractAgent):
         edit, edit_metrics = self.edit.step(self.critic, batch, base_actions, edit_key)
         return QAMEdit(flows, edit, self.critic), {**flow_metrics, **edit_metrics}
 
-    def policy(self, observations, key):
-        flow_key, edit_key = jr.split(key)
-        return self.edit.sample(observations, self.flows.sample(observations, flow_key), edit_key)
+    def acting_policy(self):
+        return self.edit.acting_policy(self.flows.flow_policy())
 
 
 def create(
     obs_dim: int, action_dim: int, key: PRNGKeyArray, config: QAMEditConfig = QAMEditConfig()
-) -> QAMEdit | _qam.QAM:
+) -> QAMEdit | QAM:
     """A fresh QAM-EDIT agent; plain QAM (`qam.create` with `config.qam`) when `edit_scale = 0`."""
     qam = config.qam
     if config.edit_scale == 0:
-        return _qam.create(obs_dim, action_dim, key, qam)
+        return create_qam(obs_dim, action_dim, key, qam)
     flow_key, edit_key, critic_key = jr.split(key, 3)
     return QAMEdit(
         AdjointMatchedFlow.create(obs_dim, action_dim, qam, flow_key),

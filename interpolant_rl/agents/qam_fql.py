@@ -26,10 +26,12 @@ import math
 import jax.random as jr
 from jaxtyping import PRNGKeyArray
 
-from . import qam as _qam
-from ._core import AbstractAgent, AbstractCritic, adam, check_positive, LearnedCritic
-from .fql import OneStepDistilled
-from .qam import AdjointMatchedFlow, QAMConfig
+from ._adjoint_matched import AdjointMatchedFlow, create_qam, QAM, QAMConfig
+from ._agent import AbstractAgent
+from ._config import check_positive
+from ._critic import AbstractCritic, LearnedCritic
+from ._one_step import OneStepDistilled
+from ._optim import adam
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,18 +71,18 @@ class QAMFQL(AbstractAgent):
         r"""The distillation target $\operatorname{clip}(\mathrm{ODE}_{f_\theta}(s, z), -1, 1)$."""
         return self.flows.sample(observations, None, noise=noise)
 
-    def policy(self, observations, key):
-        return self.one_step.sample(observations, key)
+    def acting_policy(self):
+        return self.one_step.acting_policy()
 
 
 def create(
     obs_dim: int, action_dim: int, key: PRNGKeyArray, config: QAMFQLConfig = QAMFQLConfig()
-) -> QAMFQL | _qam.QAM:
+) -> QAMFQL | QAM:
     """A fresh QAM-FQL agent; plain QAM (`qam.create` with `config.qam`) when `alpha` is 0 or
     infinite."""
     qam = config.qam
     if config.plain_qam:
-        return _qam.create(obs_dim, action_dim, key, qam)
+        return create_qam(obs_dim, action_dim, key, qam)
     flow_key, policy_key, critic_key = jr.split(key, 3)
     return QAMFQL(
         AdjointMatchedFlow.create(obs_dim, action_dim, qam, flow_key),

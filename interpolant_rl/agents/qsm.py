@@ -35,16 +35,11 @@ from jaxtyping import PRNGKeyArray
 
 from .._interpolant import VariancePreservingInterpolant
 from ..objectives import q_score_matching_loss
-from ._core import (
-    AbstractAgent,
-    AbstractCritic,
-    check_optimiser,
-    check_positive,
-    ClipMode,
-    CriticConfig,
-    NetworkConfig,
-)
+from ._agent import AbstractAgent
+from ._config import check_positive, NetworkConfig
+from ._critic import AbstractCritic, CriticConfig
 from ._diffusion import create_diffusion_agent, DiffusionPolicy, noisy_action_gradient
+from ._optim import check_optimiser, ClipMode
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,8 +95,8 @@ class QSM(AbstractAgent):
         diffusion, metrics = self.diffusion.minimise(loss_fn)
         return QSM(diffusion, self.critic, config), metrics
 
-    def policy(self, observations, key):
-        return self.diffusion.sample(observations, key)
+    def acting_policy(self):
+        return self.diffusion.acting_policy()
 
 
 def create(

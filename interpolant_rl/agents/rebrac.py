@@ -24,16 +24,11 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from ..nn import ema_update, MLP
 from ..objectives import td3_bc_loss
-from ._core import (
-    AbstractAgent,
-    AbstractCritic,
-    adam,
-    check_positive,
-    CriticConfig,
-    LearnedCritic,
-    NetworkConfig,
-    Trained,
-)
+from ._agent import AbstractAgent
+from ._config import check_positive, NetworkConfig
+from ._critic import AbstractCritic, CriticConfig, LearnedCritic
+from ._optim import adam, Trained
+from ._policies import DeterministicPolicy
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,9 +102,8 @@ class ReBRAC(AbstractAgent):
         actor, target_actor = eqx.combine(arrays, static)
         return ReBRAC(actor, target_actor, self.critic, self.steps + 1, config), metrics
 
-    def policy(self, observations, key):
-        del key
-        return jax.vmap(self.actor.model)(observations)
+    def acting_policy(self):
+        return DeterministicPolicy(self.actor.model)
 
 
 def create(

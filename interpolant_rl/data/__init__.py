@@ -2,6 +2,7 @@
 datasets loaded from local files or generated with the oracles shipped in the `ogbench` wheel, and
 Minari / D4RL-format datasets loaded from local paths."""
 
+from ._batch import Batch as Batch
 from ._minari import (
     load_d4rl as load_d4rl,
     load_minari as load_minari,

@@ -22,7 +22,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 
 from .._custom_types import NestedArrayLike
-from ..agents import Batch
+from ._batch import Batch
 
 
 class Transitions(eqx.Module):
@@ -110,7 +110,7 @@ def chunk_batch(
     - `limit`: the number of filled rows (a replay buffer's size; default: all); a chunk running
       past it is invalid.
 
-    **Returns:** a [`Batch`][interpolant_rl.agents.Batch] with `action_dim * horizon` actions.
+    **Returns:** a [`Batch`][interpolant_rl.data.Batch] with `action_dim * horizon` actions.
     """
     if horizon < 1:
         raise ValueError(f"chunk horizon must be >= 1, got {horizon}")

@@ -72,3 +72,4 @@ from ._value import (
     advantage_weights as advantage_weights,
     expectile_loss as expectile_loss,
 )
+from ._weighting import weighted_mean as weighted_mean

@@ -18,17 +18,12 @@ from .._interpolant import AbstractInterpolant
 from .._process import ProbabilityFlowODE
 from .._sampling import sample
 from ._q_term import normalised_q_loss
+from ._weighting import weighted_mean
 
 
 QFunction = Callable[
     [Float[Array, "batch obs_dim"], Float[Array, "batch dim"]], Float[Array, " batch"]
 ]
-
-
-def _weighted_mean(values, weights):
-    if weights is None:
-        return jnp.mean(values)
-    return jnp.sum(weights * values) / jnp.maximum(jnp.sum(weights), 1.0)
 
 
 def one_step_distillation_loss(
@@ -121,6 +116,6 @@ def td3_bc_loss(
 
     **Returns:** `(loss, metrics)`.
     """
-    bc = _weighted_mean(jnp.sum((actions - data_actions) ** 2, axis=-1), weights)
+    bc = weighted_mean(jnp.sum((actions - data_actions) ** 2, axis=-1), weights)
     q_loss = normalised_q_loss(q_values)
     return q_loss + alpha * bc, dict(bc_loss=bc, q_loss=q_loss)

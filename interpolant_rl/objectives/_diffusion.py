@@ -40,8 +40,8 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._custom_types import Cond, Scalar, ScalarLike, Vector
 from .._interpolant import AbstractInterpolant
-from ._actor_critic import _weighted_mean
 from ._adjoint_matching import ActionGradient
+from ._weighting import weighted_mean
 
 
 NoiseField = Callable[[Scalar, Vector, Cond], Vector]
@@ -148,7 +148,7 @@ def denoising_loss(
     **Returns:** the scalar loss.
     """
     _, x0, _, prediction = _noisy_actions(interpolant, noise_field, actions, cond, key, num_steps)
-    return _weighted_mean(jnp.mean((prediction - x0) ** 2, axis=-1), weights)
+    return weighted_mean(jnp.mean((prediction - x0) ** 2, axis=-1), weights)
 
 
 def q_score_matching_loss(
@@ -200,10 +200,8 @@ def q_score_matching_loss(
     t, x0, x_t, prediction = _noisy_actions(interpolant, noise_field, actions, cond, key, num_steps)
     gradients = _gradients_at(action_gradient, cond, x_t)
     betas = jax.vmap(interpolant.beta)(t)[:, None]
-    qsm = _weighted_mean(
-        jnp.mean((prediction + betas * q_scale * gradients) ** 2, axis=-1), weights
-    )
-    bc = _weighted_mean(jnp.mean((prediction - x0) ** 2, axis=-1), weights)
+    qsm = weighted_mean(jnp.mean((prediction + betas * q_scale * gradients) ** 2, axis=-1), weights)
+    bc = weighted_mean(jnp.mean((prediction - x0) ** 2, axis=-1), weights)
     return qsm + bc_weight * bc, dict(qsm_loss=qsm, diffusion_loss=bc)
 
 
@@ -249,8 +247,8 @@ def soft_q_guidance_loss(
     t, x0, x_t, prediction = _noisy_actions(interpolant, noise_field, actions, cond, key, num_steps)
     gradients = _gradients_at(action_gradient, cond, x_t)
     betas = jax.vmap(interpolant.beta)(t)[:, None]
-    bc = _weighted_mean(jnp.mean((prediction - x0) ** 2, axis=-1), weights)
-    guidance = _weighted_mean(
+    bc = weighted_mean(jnp.mean((prediction - x0) ** 2, axis=-1), weights)
+    guidance = weighted_mean(
         jnp.mean(guidance_scale * betas * gradients * prediction, axis=-1), weights
     )
     return bc_weight * bc + guidance, dict(diffusion_loss=bc, guidance_loss=guidance)

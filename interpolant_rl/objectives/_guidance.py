@@ -13,7 +13,7 @@ from .._custom_types import Cond, Scalar, ScalarLike, Vector, VelocityField
 from .._interpolant import AbstractInterpolant
 from ..nn import MLP
 from ..nn._mlp import _network_input
-from ._actor_critic import _weighted_mean
+from ._weighting import weighted_mean
 
 
 TimeValue = Callable[[Scalar, Vector, Cond], Scalar]
@@ -108,7 +108,7 @@ def linex_loss(
     if not isinstance(tau, jax.core.Tracer) and not tau > 0:
         raise ValueError(f"linex_loss needs tau > 0, got {tau} (use a squared error for tau = 0)")
     scaled = tau * (jax.lax.stop_gradient(targets) - predictions)
-    return _weighted_mean(_linex(scaled, clip), weights) / tau**2
+    return weighted_mean(_linex(scaled, clip), weights) / tau**2
 
 
 def noisy_critic_loss(
@@ -153,7 +153,7 @@ def noisy_critic_loss(
     noisy = jax.vmap(interpolant.interpolate)(z, actions, u)
     predictions = jax.vmap(critic, in_axes=(0, 0, None if cond is None else 0))(u, noisy, cond)
     if tau is None:
-        return _weighted_mean(0.5 * (jax.lax.stop_gradient(targets) - predictions) ** 2, weights)
+        return weighted_mean(0.5 * (jax.lax.stop_gradient(targets) - predictions) ** 2, weights)
     return linex_loss(predictions, targets, tau, clip=clip, weights=weights)
 
 

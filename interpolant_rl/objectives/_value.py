@@ -6,7 +6,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from .._custom_types import Scalar, ScalarLike
-from ._actor_critic import _weighted_mean
+from ._weighting import weighted_mean
 
 
 def expectile_loss(
@@ -43,7 +43,7 @@ def expectile_loss(
         raise ValueError(f"expectile must lie in (0, 1), got {expectile}")
     differences = jax.lax.stop_gradient(targets) - predictions
     asymmetry = jnp.where(differences >= 0, expectile, 1.0 - expectile)
-    return _weighted_mean(asymmetry * differences**2, weights)
+    return weighted_mean(asymmetry * differences**2, weights)
 
 
 def advantage_weights(

@@ -1,0 +1,85 @@
+r"""The flow policy every flow agent acts with, and the behaviour-cloning step that fits a flow."""
+
+from collections.abc import Callable
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from .._interpolant import AbstractInterpolant, LinearInterpolant
+from .._process import ProbabilityFlowODE
+from .._sampling import sample
+from ..data import Batch
+from ..objectives import flow_matching_loss
+from ._agent import AbstractPolicy
+from ._optim import Trained
+
+
+def flow_actions(
+    interpolant: AbstractInterpolant,
+    velocity: Callable,
+    observations: Float[Array, "batch obs_dim"],
+    noise: Float[Array, "batch action_dim"],
+    num_steps: int,
+    solver: diffrax.AbstractSolver = diffrax.Euler(),
+) -> Float[Array, "batch action_dim"]:
+    r"""Integrate the probability-flow ODE $\dot x_t = v(x_t, t, s)$ of `velocity` from
+    $x_0$ = `noise` to $t = 1$ with `num_steps` steps of `solver` (a `lax.scan`), one trajectory
+    per observation; differentiable (FBRAC backpropagates through it). Not clipped."""
+    process = ProbabilityFlowODE(interpolant, velocity)
+    return jax.vmap(lambda x0, c: sample(process, x0, cond=c, solver=solver, num_steps=num_steps))(
+        noise, observations
+    )
+
+
+class FlowPolicy(AbstractPolicy):
+    r"""A flow policy: $a = \operatorname{clip}(x_1, -1, 1)$ with $x_1$ the end of the
+    probability-flow ODE of `field` started at $x_0 = z \sim \mathcal N(0, I)$
+    ([`flow_actions`][interpolant_rl.agents.flow_actions]).
+
+    **Fields:** `field` (any `(x, t, cond) -> velocity` module: a
+    [`VelocityField`][interpolant_rl.nn.VelocityField], a residual or guided field), `action_dim`
+    and `num_steps` (static), `interpolant` (default linear), `solver` (default Euler), `clip`
+    (static, default on: the QAM protocol clips every sampled action).
+    """
+
+    field: Callable
+    action_dim: int = eqx.field(static=True)
+    num_steps: int = eqx.field(static=True)
+    interpolant: AbstractInterpolant = LinearInterpolant()
+    solver: diffrax.AbstractSolver = diffrax.Euler()
+    clip: bool = eqx.field(static=True, default=True)
+
+    def __call__(self, observations, key):
+        noise = jr.normal(key, (observations.shape[0], self.action_dim))
+        return self.from_noise(observations, noise)
+
+    def from_noise(
+        self, observations: Float[Array, "batch obs_dim"], noise: Float[Array, "batch action_dim"]
+    ) -> Float[Array, "batch action_dim"]:
+        """The actions of given noises $z$ (one per observation)."""
+        actions = flow_actions(
+            self.interpolant, self.field, observations, noise, self.num_steps, self.solver
+        )
+        return jnp.clip(actions, -1.0, 1.0) if self.clip else actions
+
+
+def flow_matching_step(
+    behaviour: Trained,
+    batch: Batch,
+    key: PRNGKeyArray,
+    interpolant: AbstractInterpolant = LinearInterpolant(),
+) -> tuple[Trained, Float[Array, ""]]:
+    """One flow-matching (behaviour-cloning) step of a velocity field on the batch's
+    state-action pairs, invalid chunks weighted out; returns `(behaviour, loss)`."""
+
+    def loss_fn(field):
+        loss = flow_matching_loss(
+            interpolant, field, batch.actions, batch.observations, key, weights=batch.valid
+        )
+        return loss, loss
+
+    return behaviour.minimise(loss_fn)
