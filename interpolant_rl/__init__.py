@@ -20,11 +20,22 @@ from ._adjoint import (
     solve_adjoint as solve_adjoint,
 )
 from ._brownian import GridBrownianPath as GridBrownianPath
+from ._ddpm import (
+    ddpm_posterior as ddpm_posterior,
+    ddpm_sample as ddpm_sample,
+    ddpm_step as ddpm_step,
+    jump_renoise_step as jump_renoise_step,
+)
 from ._interpolant import (
     AbstractInterpolant as AbstractInterpolant,
     LinearInterpolant as LinearInterpolant,
     TrigonometricInterpolant as TrigonometricInterpolant,
     VariancePreservingInterpolant as VariancePreservingInterpolant,
+)
+from ._jump_sampling import (
+    jump as jump,
+    meanflow_one_step as meanflow_one_step,
+    multi_jump_sample as multi_jump_sample,
 )
 from ._kernels import (
     AbstractKernel as AbstractKernel,

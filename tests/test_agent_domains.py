@@ -160,6 +160,17 @@ def test_every_cell_of_table_4_reaches_its_field():
     assert agents.qam_fql.QAMFQLConfig(alpha=INF).alpha == INF
 
 
+def test_cgql_variants_are_registered_and_read_their_own_rows():
+    # the study's tables name CGQL-MSE and CGQL-Linex as methods: so does the registry
+    cells = _paper_cells()
+    for name, variant in (("cgql_mse", "mse"), ("cgql_linex", "linex")):
+        assert agents.default_config(name).variant == variant
+        for domain in COLUMNS:
+            config = agents.domain_config(name, domain)
+            for field in ("tau", "guidance"):
+                assert _find(config, field) == [cells[("cgql", variant, field)][domain]]
+
+
 def test_reference_protocol_replaces_the_scripts_cells():
     paper = _paper_cells()
     for (name, field), column in REFERENCE_CELLS.items():

@@ -29,6 +29,8 @@ def tiny_config(name):
         "ifql",
         "fawac",
         "cgql",
+        "cgql_mse",
+        "cgql_linex",
     ):
         # fewer flow steps keep the compile small; the algorithms are unchanged
         if hasattr(config, "qam"):

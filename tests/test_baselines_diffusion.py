@@ -14,14 +14,10 @@ import numpy as np
 import pytest
 
 import interpolant_rl as ir
-from interpolant_rl import agents
+from interpolant_rl import agents, ddpm_posterior, ddpm_sample, ddpm_step, jump_renoise_step
+from interpolant_rl.nn import NoisePrediction
 from interpolant_rl.objectives import (
-    ddpm_posterior,
-    ddpm_sample,
-    ddpm_step,
     denoising_loss,
-    jump_renoise_step,
-    NoisePrediction,
     q_score_matching_loss,
     soft_q_guidance_loss,
 )

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import interpolant_rl as ir
-from interpolant_rl import agents, objectives as obj
+from interpolant_rl import agents, nn, objectives as obj
 from interpolant_rl.agents import Batch, FixedCritic
 from interpolant_rl.testing import GaussianMixture
 
@@ -180,8 +180,8 @@ def test_guided_velocity_adds_the_tilt_score_after_the_start_time():
         return jnp.sin(x[0]) + x @ b
 
     x, cond = jnp.array([0.4, -0.7]), None
-    unguided = obj.GuidedVelocity(ir.LinearInterpolant(), velocity, value, 3.0, 0.0)
-    guided = obj.GuidedVelocity(ir.LinearInterpolant(), velocity, value, 3.0, 0.2, start=0.1)
+    unguided = nn.GuidedVelocity(ir.LinearInterpolant(), velocity, value, 3.0, 0.0)
+    guided = nn.GuidedVelocity(ir.LinearInterpolant(), velocity, value, 3.0, 0.2, start=0.1)
     gradient = jnp.array([jnp.cos(0.4), 0.0]) + b
     for t in (0.0, 0.05, 0.1, 0.5, 0.9):
         behaviour = velocity(t, x, cond)
@@ -189,7 +189,7 @@ def test_guided_velocity_adds_the_tilt_score_after_the_start_time():
         extra = 0.2 * 3.0 * (1 - t) / t * gradient if t >= 0.1 else jnp.zeros(2)
         assert np.allclose(guided(t, x, cond), behaviour + extra, atol=1e-5), t
     with pytest.raises(ValueError, match="start"):
-        obj.GuidedVelocity(ir.LinearInterpolant(), velocity, value, 3.0, 0.2, start=0.0)
+        nn.GuidedVelocity(ir.LinearInterpolant(), velocity, value, 3.0, 0.2, start=0.0)
 
 
 def test_exact_guidance_of_a_gaussian_samples_its_tilt():
@@ -205,7 +205,7 @@ def test_exact_guidance_of_a_gaussian_samples_its_tilt():
     def exact_noisy_critic(t, x, cond):
         return b @ base.denoiser(interpolant, t, x)
 
-    guided = obj.GuidedVelocity(interpolant, velocity, exact_noisy_critic, tau, 1.0, start=1e-3)
+    guided = nn.GuidedVelocity(interpolant, velocity, exact_noisy_critic, tau, 1.0, start=1e-3)
     noise = jr.normal(jr.key(0), (64, 2))
     obs = jnp.zeros((64, 1))
     sample = eqx.filter_jit(agents.flow_actions)

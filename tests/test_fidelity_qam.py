@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
+import interpolant_rl as ir
 from interpolant_rl import agents, nn
 
 
@@ -29,7 +30,7 @@ def test_residual_flow_starts_at_its_base_and_trains_only_the_correction():
     observations = jr.normal(jr.key(1), (5, 3))
     base_actions = jnp.clip(
         agents.flow_actions(
-            agents.qam.LinearInterpolant(),
+            ir.LinearInterpolant(),
             flows.base,
             observations,
             jr.normal(jr.key(2), (5, 2)),
@@ -80,9 +81,7 @@ TILT_TAU = 3.0
 def _gaussian_base():
     from interpolant_rl.testing import GaussianMixture
 
-    return GaussianMixture([1.0], [[0.0, 0.0]], [COV]).velocity_field(
-        agents.qam.LinearInterpolant()
-    )
+    return GaussianMixture([1.0], [[0.0, 0.0]], [COV]).velocity_field(ir.LinearInterpolant())
 
 
 def _fixed_point_controls(scheme, base):

@@ -19,6 +19,7 @@ from jaxtyping import Array, Float
 
 import interpolant_rl as ir
 import interpolant_rl.objectives as obj
+from interpolant_rl import nn
 from interpolant_rl.testing import GaussianMixture, moment_errors
 
 
@@ -237,7 +238,7 @@ def test_meanflow_identity_holds_for_the_exact_average_velocity():
 def test_meanflow_one_step_maps_noise_to_data():
     u_exact = ExactGaussianAverageVelocity(jnp.asarray(DATA_MEAN), jnp.asarray(DATA_VAR))
     x0 = jr.normal(jr.key(2), (4000, 1))
-    actions = jax.vmap(lambda x: obj.meanflow_one_step(u_exact, x))(x0)
+    actions = jax.vmap(lambda x: ir.meanflow_one_step(u_exact, x))(x0)
     np.testing.assert_allclose(actions, DATA_MEAN + math.sqrt(DATA_VAR) * x0, rtol=1e-5, atol=1e-5)
     errors = moment_errors(actions, np.array([DATA_MEAN]), np.array([[DATA_VAR]]))
     assert errors.max_z() < 4.5
@@ -280,7 +281,7 @@ def test_multi_jump_sample_with_the_exact_jump_reproduces_the_data():
     x0 = jr.normal(jr.key(4), (4000, 1))
     for num_jumps in (1, 2, 4):
         actions = jax.jit(
-            jax.vmap(lambda x, n=num_jumps: obj.multi_jump_sample(LINEAR, field, x, None, n))
+            jax.vmap(lambda x, n=num_jumps: ir.multi_jump_sample(LINEAR, field, x, None, n))
         )(x0)
         # The flow maps compose: any number of exact jumps is the flow map from 0 to 1.
         np.testing.assert_allclose(
@@ -289,11 +290,11 @@ def test_multi_jump_sample_with_the_exact_jump_reproduces_the_data():
         assert moment_errors(actions, np.array([DATA_MEAN]), np.array([[DATA_VAR]])).max_z() < 4.5
     # Two jumps of a field that is not a flow map: the composition of the two DDIM jumps.
     constant, x = ConstantJump(0.3), jnp.array([0.8, -0.1])
-    two = obj.multi_jump_sample(LINEAR, constant, x, None, 2)
-    manual = obj.jump(LINEAR, constant, obj.jump(LINEAR, constant, x, 0.0, 0.5), 0.5, 1.0)
+    two = ir.multi_jump_sample(LINEAR, constant, x, None, 2)
+    manual = ir.jump(LINEAR, constant, ir.jump(LINEAR, constant, x, 0.0, 0.5), 0.5, 1.0)
     np.testing.assert_allclose(two, manual, rtol=1e-6)
     with pytest.raises(ValueError):
-        obj.multi_jump_sample(LINEAR, constant, x, None, 0)
+        ir.multi_jump_sample(LINEAR, constant, x, None, 0)
 
 
 def _expected_mmd(t, r, s, width, particles):
@@ -497,8 +498,8 @@ def test_preconditioned_jump_has_the_boundary_condition():
     """c_skip x is the posterior mean of N(0, sigma_d^2) data and at t = 1 the jump field returns
     x whatever the network: the jump from the data is the identity."""
     sigma = 0.5
-    zero = obj.PreconditionedJump(LINEAR, lambda t, s, x, c: jnp.zeros_like(x), sigma)
-    wild = obj.PreconditionedJump(LINEAR, lambda t, s, x, c: 7.0 + x**3, sigma)
+    zero = nn.PreconditionedJump(LINEAR, lambda t, s, x, c: jnp.zeros_like(x), sigma)
+    wild = nn.PreconditionedJump(LINEAR, lambda t, s, x, c: 7.0 + x**3, sigma)
     gaussian = GaussianMixture([1.0], [[0.0, 0.0]], [[[sigma**2, 0.0], [0.0, sigma**2]]])
     x = jnp.array([0.4, -1.3])
     for t in (0.1, 0.5, 0.9):

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 import interpolant_rl as ir
-from interpolant_rl.objectives import NoisePrediction
+from interpolant_rl.nn import NoisePrediction
 from interpolant_rl.testing import strategies as irs
 
 

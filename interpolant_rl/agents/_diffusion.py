@@ -10,9 +10,9 @@ import jax.random as jr
 import optax
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from .._ddpm import ddpm_sample
 from .._interpolant import VariancePreservingInterpolant
-from ..nn import VelocityField
-from ..objectives import ddpm_sample, NoisePrediction
+from ..nn import NoisePrediction, VelocityField
 from ._agent import AbstractPolicy
 from ._config import build_network, NetworkConfig
 from ._critic import AbstractCritic, LearnedCritic, Metrics
@@ -25,7 +25,7 @@ class DiffusionPolicy(eqx.Module):
     architecture, `MLP(concat[s, x, t])`, trained as an $\varepsilon$-predictor) on the
     [`VariancePreservingInterpolant`][interpolant_rl.VariancePreservingInterpolant], acting
     with the `num_steps`-step DDPM ancestral sampler
-    ([`ddpm_sample`][interpolant_rl.objectives.ddpm_sample]) with the denoised action clipped to
+    ([`ddpm_sample`][interpolant_rl.ddpm_sample]) with the denoised action clipped to
     $[-1, 1]$ at every step.
 
     **Fields:** `network` (a `Trained` noise field), `interpolant`, `action_dim`, `num_steps`
@@ -70,7 +70,7 @@ class DiffusionPolicy(eqx.Module):
 
 class DDPMPolicy(AbstractPolicy):
     r"""$a = \operatorname{clip}(x_1, -1, 1)$, $x_1$ the end of `num_steps` DDPM ancestral steps
-    ([`ddpm_sample`][interpolant_rl.objectives.ddpm_sample]) of an $\varepsilon$-prediction
+    ([`ddpm_sample`][interpolant_rl.ddpm_sample]) of an $\varepsilon$-prediction
     `network` from $x_0 \sim \mathcal N(0, I)$.
 
     **Fields:** `network`, `interpolant`, `action_dim` and `num_steps` (static).

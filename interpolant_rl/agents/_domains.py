@@ -193,7 +193,9 @@ def domain_settings(domain: str) -> DomainSettings:
 def _row(name: str, config: Any) -> str:
     """The `PROTOCOL` row of agent `name` with `config`: CGQL has one per variant."""
     variant = getattr(config, "variant", "simple")
-    return f"{name}-{variant}" if name == "cgql" and variant != "simple" else name
+    if name.startswith("cgql"):  # cgql, cgql_mse, cgql_linex: the config's variant decides
+        return "cgql" if variant == "simple" else f"cgql-{variant}"
+    return name
 
 
 def domain_config(

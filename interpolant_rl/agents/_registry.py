@@ -51,6 +51,8 @@ AGENTS: dict[str, AgentSpec] = {
     "ifql": AgentSpec(ifql.IFQLConfig, ifql.create),
     "fawac": AgentSpec(fawac.FAWACConfig, fawac.create),
     "cgql": AgentSpec(cgql.CGQLConfig, cgql.create),
+    "cgql_mse": AgentSpec(cgql.mse_config, cgql.create),
+    "cgql_linex": AgentSpec(cgql.linex_config, cgql.create),
     "dsrl": AgentSpec(dsrl.DSRLConfig, dsrl.create),
     "fedit": AgentSpec(fedit.FEditConfig, fedit.create),
     "rlpd": AgentSpec(rlpd.RLPDConfig, rlpd.create),

@@ -13,7 +13,7 @@ Algorithm box, per update on a batch $(s, a, r, m, s')$:
    (`"mse"`, $Q_\phi \to \mathbb E[Q \mid a_u]$) or Linex at $\tau$ (`"linex"`,
    $Q_\phi \to \frac1\tau\log\mathbb E[e^{\tau Q} \mid a_u]$, the exact guidance of the tilt).
 4. **Act.** Integrate the guided velocity
-   ([`GuidedVelocity`][interpolant_rl.objectives.GuidedVelocity]) from $z \sim \mathcal N(0, I)$
+   ([`GuidedVelocity`][interpolant_rl.nn.GuidedVelocity]) from $z \sim \mathcal N(0, I)$
    with 10 Euler steps and clip to $[-1, 1]$:
 
    $$\tilde v(u, x) = \bar f_\beta(u, x \mid s) + \vartheta\,\tau\,\frac{1-u}{u}\,\nabla_x Q_u(s, x),$$
@@ -27,7 +27,7 @@ adds; $\vartheta$ scales that score (classifier-guidance weight). With $\varthet
 Linex critic at its optimum the guided flow samples the tilt exactly; the protocol's
 $(\tau, \vartheta) = (10, 0.01)$ guides with $\vartheta\tau = 0.1$. The QAM issue's form
 $v_\beta + \vartheta((1-u)\tau\nabla Q + a)/u$ adds a term $\vartheta a/u$ that is not part of
-the tilt (see [the derivation][interpolant_rl.objectives.GuidedVelocity]); it is left out.
+the tilt (see [the derivation][interpolant_rl.nn.GuidedVelocity]); it is left out.
 """
 
 import dataclasses
@@ -39,8 +39,8 @@ import jax.random as jr
 from jaxtyping import PRNGKeyArray
 
 from .._interpolant import LinearInterpolant
-from ..nn import ema_update, VelocityField
-from ..objectives import GuidedVelocity, NoiseConditionedCritic, noisy_critic_loss
+from ..nn import ema_update, GuidedVelocity, NoiseConditionedCritic, VelocityField
+from ..objectives import noisy_critic_loss
 from ._agent import AbstractAgent
 from ._config import build_network, check_positive, NetworkConfig
 from ._critic import AbstractCritic, CriticConfig, LearnedCritic
@@ -156,10 +156,21 @@ class CGQL(AbstractAgent):
         return FlowPolicy(self.guided_velocity(), self.action_dim, self.config.flow_steps)
 
 
+def mse_config() -> CGQLConfig:
+    """CGQL-MSE's defaults: `CGQLConfig(variant="mse")` (registered as `cgql_mse`)."""
+    return CGQLConfig(variant="mse")
+
+
+def linex_config() -> CGQLConfig:
+    """CGQL-Linex's defaults: `CGQLConfig(variant="linex")` (registered as `cgql_linex`)."""
+    return CGQLConfig(variant="linex")
+
+
 def create(
     obs_dim: int, action_dim: int, key: PRNGKeyArray, config: CGQLConfig = CGQLConfig()
 ) -> CGQL:
-    """A fresh CGQL agent."""
+    """A fresh CGQL agent of `config.variant` (the registry's `cgql`, `cgql_mse` and
+    `cgql_linex` are this function with the three variants' defaults)."""
     flow_key, noisy_key, critic_key = jr.split(key, 3)
     behaviour = build_network(VelocityField, action_dim, obs_dim, config.actor, flow_key)
     noisy = None

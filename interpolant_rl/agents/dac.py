@@ -21,7 +21,7 @@ Algorithm box, per update on a batch $(s, a, r, m, s')$:
    $e^{Q/(2\alpha\,\mathrm{mean}|Q|)}$ with the critic taken at the noisy action.
 3. **Act.** $T$ DDPM posterior steps from $\mathcal N(0, I)$ with the *clipped denoised-action
    reconstruction*: $\hat x_1 = \operatorname{clip}((x - \beta_t\hat\varepsilon_\theta)/\alpha_t,
-   -1, 1)$ before every step ([`ddpm_sample`][interpolant_rl.objectives.ddpm_sample]).
+   -1, 1)$ before every step ([`ddpm_sample`][interpolant_rl.ddpm_sample]).
 
 The protocol's $\alpha$ is DAC's behaviour-cloning weight $\eta$ (larger is closer to the data).
 """

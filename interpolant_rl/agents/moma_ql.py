@@ -14,9 +14,9 @@ Algorithm box, per update on a batch of $B$ state–action pairs $(c_b, a_b)$:
      \{f_\theta(x_t^i; t\to s)\}, \{\mathrm{sg}\,f_{\theta^-}(x_r^j; r\to s)\}\big)$, RBF kernel
      with the group's median pairwise distance as bandwidth (under stop-gradient);
    - the jump field is preconditioned, $G = c_{\text{skip}}(t)\,x + c_{\text{out}}(t)\,F_\theta$
-     ([`PreconditionedJump`][interpolant_rl.objectives.PreconditionedJump]);
+     ([`PreconditionedJump`][interpolant_rl.nn.PreconditionedJump]);
    - $a_\pi$ from `num_jumps` jumps of the online sampler
-     ([`multi_jump_sample`][interpolant_rl.objectives.multi_jump_sample]);
+     ([`multi_jump_sample`][interpolant_rl.multi_jump_sample]);
      $\theta^- \leftarrow$ EMA of $\theta$.
 3. **Act.** $a = \operatorname{clip}(f_\theta(z; 0 \to 1), -1, 1)$ in `num_jumps` evaluations.
 
@@ -74,15 +74,14 @@ import jax.random as jr
 from jaxtyping import PRNGKeyArray
 
 from .._interpolant import LinearInterpolant
+from .._jump_sampling import multi_jump_sample
 from .._kernels import LaplaceKernel, RBFKernel
-from ..nn import ema_update, TwoTimeField
+from ..nn import ema_update, PreconditionedJump, TwoTimeField
 from ..objectives import (
     ConstantBandwidth,
     MedianBandwidth,
     moment_matching_loss,
-    multi_jump_sample,
     normalised_q_loss,
-    PreconditionedJump,
     UniformJumpTimes,
 )
 from ._agent import AbstractAgent
@@ -134,7 +133,7 @@ class MoMaQLConfig:
 
 class MultiJumpSampler(eqx.Module):
     """`(z, s) -> a`: `num_jumps` jumps of a jump field from $t = 0$ to $1$
-    ([`multi_jump_sample`][interpolant_rl.objectives.multi_jump_sample])."""
+    ([`multi_jump_sample`][interpolant_rl.multi_jump_sample])."""
 
     field: Callable
     num_jumps: int = eqx.field(static=True)

@@ -8,7 +8,7 @@ Algorithm box, per update:
    $\mathcal L_{\text{MeanFlow}}(\theta) + \eta\,\big(-Q(s, a_\pi)/\mathrm{sg}\,\mathrm{mean}|Q|\big)$
    with $a_\pi = z + u_\theta(z, 0, 1)$ — one network evaluation, no backpropagation through
    time ([`meanflow_loss`][interpolant_rl.objectives.meanflow_loss],
-   [`meanflow_one_step`][interpolant_rl.objectives.meanflow_one_step]); the MeanFlow term draws
+   [`meanflow_one_step`][interpolant_rl.meanflow_one_step]); the MeanFlow term draws
    its time pairs and weights its errors by the `meanflow_preset`
    ([`meanflow_preset`][interpolant_rl.objectives.meanflow_preset]); $\theta^- \leftarrow$ EMA.
 3. **Act.** $a = \operatorname{clip}(z + u_\theta(z, 0, 1), -1, 1)$.
@@ -58,8 +58,9 @@ import jax.random as jr
 from jaxtyping import PRNGKeyArray
 
 from .._interpolant import LinearInterpolant
+from .._jump_sampling import meanflow_one_step
 from ..nn import ema_update, TwoTimeField
-from ..objectives import meanflow_loss, meanflow_one_step, meanflow_preset, normalised_q_loss
+from ..objectives import meanflow_loss, meanflow_preset, normalised_q_loss
 from ._agent import AbstractAgent
 from ._config import build_network, check_positive, NetworkConfig
 from ._critic import AbstractCritic, CriticConfig, LearnedCritic

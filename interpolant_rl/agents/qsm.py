@@ -21,7 +21,7 @@ Algorithm box, per update on a batch $(s, a, r, m, s')$:
    behaviour-cloning loss. The minimiser is the score
    $\frac{\alpha}{1+\alpha}s_\beta + \frac{\lambda}{1+\alpha}\nabla_a Q$.
 3. **Act.** $T$ DDPM posterior steps from $\mathcal N(0, I)$, the denoised action clipped to
-   $[-1, 1]$ at every step ([`ddpm_sample`][interpolant_rl.objectives.ddpm_sample]).
+   $[-1, 1]$ at every step ([`ddpm_sample`][interpolant_rl.ddpm_sample]).
 
 The protocol's $(\tau, \alpha)$ pair is $(\lambda, \alpha)$ = (`q_scale`, `alpha`); $\lambda$
 is not the inverse temperature of a tilt $\pi_\beta e^{\lambda Q}$ (see the decisions in the

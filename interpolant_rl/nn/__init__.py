@@ -11,6 +11,7 @@ from ._critic import (
 )
 from ._ema import ema_update as ema_update
 from ._fields import (
+    NoiseConditionedCritic as NoiseConditionedCritic,
     OneStepPolicy as OneStepPolicy,
     ResidualField as ResidualField,
     TwoTimeField as TwoTimeField,
@@ -18,4 +19,9 @@ from ._fields import (
     zero_output as zero_output,
 )
 from ._mlp import MLP as MLP
+from ._parametrisations import (
+    GuidedVelocity as GuidedVelocity,
+    NoisePrediction as NoisePrediction,
+    PreconditionedJump as PreconditionedJump,
+)
 from ._tanh_gaussian import TanhGaussianPolicy as TanhGaussianPolicy

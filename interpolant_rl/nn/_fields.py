@@ -5,8 +5,19 @@ import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from .._custom_types import ScalarLike
+from .._custom_types import Scalar, ScalarLike
 from ._mlp import _network_input, MLP
+
+
+def _time_conditioned_mlp(obs_dim, action_dim, out_dim, width, depth, layer_norm, key) -> MLP:
+    """`MLP(concat[cond, x, t]) -> out_dim`: the network of every time-conditioned field."""
+    return MLP(obs_dim + action_dim + 1, out_dim, width, depth, layer_norm=layer_norm, key=key)
+
+
+def _time_conditioned(module, t, x, cond):
+    """`module.mlp(concat[cond, x, t])`, with `cond` and `x` checked against the module's sizes."""
+    inputs = _network_input(type(module).__name__, module.obs_dim, cond, x, module.action_dim, t)
+    return module.mlp(inputs)
 
 
 class VelocityField(eqx.Module):
@@ -48,8 +59,8 @@ class VelocityField(eqx.Module):
         - `width`, `depth`, `layer_norm`: see [`interpolant_rl.nn.MLP`][].
         - `key`: a JAX PRNG key.
         """
-        self.mlp = MLP(
-            obs_dim + action_dim + 1, action_dim, width, depth, layer_norm=layer_norm, key=key
+        self.mlp = _time_conditioned_mlp(
+            obs_dim, action_dim, action_dim, width, depth, layer_norm, key
         )
         self.action_dim = action_dim
         self.obs_dim = obs_dim
@@ -65,8 +76,54 @@ class VelocityField(eqx.Module):
 
         **Returns:** the velocity $v_\theta(t, x \mid \text{cond})$, shape `(action_dim,)`.
         """
-        inputs = _network_input("VelocityField", self.obs_dim, cond, x, self.action_dim, t)
-        return self.mlp(inputs)
+        return _time_conditioned(self, t, x, cond)
+
+
+class NoiseConditionedCritic(eqx.Module):
+    r"""A critic of noisy actions, $Q_\phi(s, x_u, u)$ = `MLP(concat[cond, x, u])` (the flow time a
+    raw scalar, as in [`interpolant_rl.nn.VelocityField`][]), with the signature
+    `(u, x, cond) -> scalar` of a velocity field, so it plugs into
+    [`GuidedVelocity`][interpolant_rl.nn.GuidedVelocity].
+
+    Fit it with [`noisy_critic_loss`][interpolant_rl.objectives.noisy_critic_loss].
+
+    **Fields:** `mlp`, `action_dim`, `obs_dim`.
+    """
+
+    mlp: MLP
+    action_dim: int = eqx.field(static=True)
+    obs_dim: int = eqx.field(static=True)
+
+    def __init__(
+        self,
+        action_dim: int,
+        obs_dim: int,
+        width: int,
+        depth: int,
+        *,
+        layer_norm: bool = True,
+        key: PRNGKeyArray,
+    ):
+        r"""**Arguments:**
+
+        - `action_dim`: the dimension of $x$.
+        - `obs_dim`: the dimension of `cond`; `0` for a critic of the action alone (`cond=None`).
+        - `width`, `depth`, `layer_norm`: see [`interpolant_rl.nn.MLP`][] (LayerNorm on by
+          default, as in the critics).
+        - `key`: a JAX PRNG key.
+        """
+        self.mlp = _time_conditioned_mlp(obs_dim, action_dim, 1, width, depth, layer_norm, key)
+        self.action_dim = action_dim
+        self.obs_dim = obs_dim
+
+    def __call__(
+        self,
+        t: ScalarLike,
+        x: Float[Array, " action_dim"],
+        cond: Float[Array, " obs_dim"] | None = None,
+    ) -> Scalar:
+        r"""**Returns:** $Q_\phi(\text{cond}, x, t)$, a scalar."""
+        return _time_conditioned(self, t, x, cond)[0]
 
 
 class ResidualField(eqx.Module):

@@ -1,11 +1,11 @@
 r"""Diffusion policies on a noise-prediction network: behaviour cloning, Q-score matching (QSM),
-soft Q-guidance (DAC), and the DDPM ancestral sampler.
+soft Q-guidance (DAC).
 
 A *noise field* $\hat\varepsilon_\theta(t, x \mid s)$ (an $\varepsilon$-prediction network)
 estimates the noise of the interpolant, which in this library's notation is
 $\hat x_0 = \mathbb E[x_0 \mid x_t = x]$ for $x_t = \alpha_t x_1 + \beta_t x_0$. Through the
 interpolant it gives every other prediction
-([`NoisePrediction`][interpolant_rl.objectives.NoisePrediction]):
+([`NoisePrediction`][interpolant_rl.nn.NoisePrediction]):
 
 $$\hat x_1 = \frac{x - \beta_t\hat\varepsilon}{\alpha_t},\qquad
   s = \nabla_x\log p_t(x) = -\frac{\hat\varepsilon}{\beta_t},\qquad
@@ -14,75 +14,18 @@ $$\hat x_1 = \frac{x - \beta_t\hat\varepsilon}{\alpha_t},\qquad
 Everything here works for any interpolant whose $\alpha$ is positive where it is evaluated; the
 QSM and DAC agents use [`interpolant_rl.VariancePreservingInterpolant`][] (the DDPM schedule).
 
-**The DDPM posterior** (our direction: from a noisier time $t$ to a cleaner time $s > t$). The
-interpolant's forward (noising) kernel from $s$ back to $t$ is
-$x_t = a\,x_s + \sigma_{t|s}\,\xi$ with $a = \alpha_t/\alpha_s$ and
-$\sigma_{t|s}^2 = \beta_t^2 - a^2\beta_s^2$ ($= 1 - a^2$ for a variance-preserving schedule), so by
-Bayes' rule, given the clean action $x_1$,
-
-$$q(x_s \mid x_t, x_1) = \mathcal N\Big(\frac{\alpha_s\,\sigma_{t|s}^2}{\beta_t^2}\,x_1
-  + \frac{a\,\beta_s^2}{\beta_t^2}\,x_t,\ \ \frac{\sigma_{t|s}^2\,\beta_s^2}{\beta_t^2}\,I\Big).$$
-
-The ancestral sampler draws from it with $x_1$ replaced by the prediction $\hat x_1(x_t)$. With
-point-mass data (where $\hat x_1$ is exact and deterministic) one step maps $p_t$ to $p_s$
-exactly; in general it keeps the mean exactly and under-disperses by
-$\big(\alpha_s\sigma_{t|s}^2/\beta_t^2\big)^2\,\mathbb E\,\mathrm{Cov}(x_1 \mid x_t)$, a deficit of
-order $(s - t)^2$ per step (the tests check both closed forms).
+The DDPM ancestral sampler and its posterior are in [`interpolant_rl.ddpm_sample`][].
 """
 
-from collections.abc import Callable
-
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from .._custom_types import Cond, Scalar, ScalarLike, Vector
+from .._custom_types import Cond, NoiseField, Scalar, ScalarLike
 from .._interpolant import AbstractInterpolant
 from ._adjoint_matching import ActionGradient
 from ._weighting import weighted_mean
-
-
-NoiseField = Callable[[Scalar, Vector, Cond], Vector]
-r"""A noise-prediction ($\varepsilon$-prediction) network `eps(t, x, cond) -> x0_hat`: its
-estimate of $\mathbb E[x_0 \mid x_t = x]$, acting on one unbatched sample `x` of shape `(dim,)`
-(any velocity-field architecture, e.g. [`interpolant_rl.nn.VelocityField`][], can serve as one)."""
-
-Denoiser = Callable[[Scalar, Vector, Cond], Vector]
-
-DiffusionStep = Callable[
-    [AbstractInterpolant, Vector, Vector, Scalar, Scalar, PRNGKeyArray], Vector
-]
-
-
-class NoisePrediction(eqx.Module):
-    r"""A noise field seen through an interpolant: its denoiser, score and velocity.
-
-    The velocity makes an $\varepsilon$-prediction network usable by every process of the library:
-    `ProbabilityFlowODE(interpolant, NoisePrediction(interpolant, eps).velocity)` is the
-    probability-flow ODE sampler (DDIM in the limit of many steps).
-
-    **Fields:** `interpolant`, `noise_field` (a
-    [`NoiseField`][interpolant_rl.objectives.NoiseField]).
-    """
-
-    interpolant: AbstractInterpolant
-    noise_field: NoiseField
-
-    def denoiser(self, t: ScalarLike, x: Vector, cond: Cond = None) -> Vector:
-        r"""$\hat x_1 = (x - \beta_t\hat\varepsilon)/\alpha_t$ (not clipped)."""
-        return self.interpolant.denoiser_from_noise(x, self.noise_field(t, x, cond), t)
-
-    def score(self, t: ScalarLike, x: Vector, cond: Cond = None) -> Vector:
-        r"""$s = -\hat\varepsilon/\beta_t$ (singular at $t = 1$)."""
-        return -self.noise_field(t, x, cond) / self.interpolant.beta(t)
-
-    def velocity(self, t: ScalarLike, x: Vector, cond: Cond = None) -> Vector:
-        r"""$v = \dot\alpha_t\hat x_1 + \dot\beta_t\hat\varepsilon$."""
-        interp = self.interpolant
-        noise = self.noise_field(t, x, cond)
-        return interp.velocity_target(noise, interp.denoiser_from_noise(x, noise, t), t)
 
 
 # --------------------------------------------------------------------------------------------
@@ -252,121 +195,3 @@ def soft_q_guidance_loss(
         jnp.mean(guidance_scale * betas * gradients * prediction, axis=-1), weights
     )
     return bc_weight * bc + guidance, dict(diffusion_loss=bc, guidance_loss=guidance)
-
-
-# --------------------------------------------------------------------------------------------
-# Samplers
-
-
-def ddpm_posterior(
-    interpolant: AbstractInterpolant,
-    x_t: Vector,
-    x1_hat: Vector,
-    t: ScalarLike,
-    s: ScalarLike,
-) -> tuple[Vector, Scalar]:
-    r"""Mean and standard deviation of the DDPM posterior $q(x_s \mid x_t, x_1 = \hat x_1)$ from a
-    noisier time $t$ to a cleaner time $s > t$ (see the module docstring):
-
-    $$\mu = \frac{\alpha_s\sigma_{t|s}^2}{\beta_t^2}\,\hat x_1 + \frac{a\,\beta_s^2}{\beta_t^2}\,x_t,
-      \qquad \mathrm{std} = \frac{\sigma_{t|s}\,\beta_s}{\beta_t},\qquad
-      a = \frac{\alpha_t}{\alpha_s},\ \sigma_{t|s}^2 = \beta_t^2 - a^2\beta_s^2.$$
-
-    At $s = 1$ the mean is $\hat x_1$ and the deviation $0$. Needs $t < 1$ and $\alpha_s > 0$.
-
-    **Returns:** `(mean, std)`, the mean of shape `(dim,)` and a scalar deviation.
-    """
-    alpha_t, beta_t = interpolant.alpha(t), interpolant.beta(t)
-    alpha_s, beta_s = interpolant.alpha(s), interpolant.beta(s)
-    ratio = alpha_t / alpha_s
-    forward_variance = jnp.maximum(beta_t**2 - ratio**2 * beta_s**2, 0.0)
-    mean = (alpha_s * forward_variance * x1_hat + ratio * beta_s**2 * x_t) / beta_t**2
-    return mean, jnp.sqrt(forward_variance) * beta_s / beta_t
-
-
-def ddpm_step(
-    interpolant: AbstractInterpolant,
-    x_t: Vector,
-    x1_hat: Vector,
-    t: ScalarLike,
-    s: ScalarLike,
-    key: PRNGKeyArray,
-) -> Vector:
-    r"""One ancestral step $x_s \sim q(x_s \mid x_t, x_1 = \hat x_1)$, the DDPM posterior of
-    [`ddpm_posterior`][interpolant_rl.objectives.ddpm_posterior]."""
-    mean, std = ddpm_posterior(interpolant, x_t, x1_hat, t, s)
-    return mean + std * jr.normal(key, x_t.shape, x_t.dtype)
-
-
-def jump_renoise_step(
-    interpolant: AbstractInterpolant,
-    x_t: Vector,
-    x1_hat: Vector,
-    t: ScalarLike,
-    s: ScalarLike,
-    key: PRNGKeyArray,
-) -> Vector:
-    r"""Jump to the predicted clean action and re-noise with *fresh* noise:
-    $x_s = \alpha_s\hat x_1 + \beta_s\xi$, $\xi \sim \mathcal N(0, I)$ (the multistep sampler of
-    consistency models). **This is not the DDPM posterior step**: it forgets everything about
-    $x_t$ except $\hat x_1$, so even with the exact denoiser it under-disperses by
-    $\alpha_s^2\,\mathbb E\,\mathrm{Cov}(x_1 \mid x_t)$, which does not shrink with the step size
-    (the posterior's deficit is of order $(s - t)^2$). Kept as a named alternative for
-    comparisons; same signature as [`ddpm_step`][interpolant_rl.objectives.ddpm_step]."""
-    del x_t, t
-    return interpolant.alpha(s) * x1_hat + interpolant.beta(s) * jr.normal(
-        key, x1_hat.shape, x1_hat.dtype
-    )
-
-
-def ddpm_sample(
-    interpolant: AbstractInterpolant,
-    denoiser: Denoiser,
-    x0: Vector,
-    key: PRNGKeyArray,
-    cond: Cond = None,
-    *,
-    num_steps: int = 10,
-    clip_denoised: bool = True,
-    step: DiffusionStep = ddpm_step,
-) -> Vector:
-    r"""The DDPM ancestral sampler: from $x_0 \sim \mathcal N(0, I)$ at $t_0 = 0$, on the uniform grid
-    $t_k = k/T$ (one `jax.lax.scan`),
-
-    $$\hat x_1 = \operatorname{clip}\big(\hat x_1(t_k, x_{t_k}), -1, 1\big),\qquad
-      x_{t_{k+1}} \sim q(x_{t_{k+1}} \mid x_{t_k}, x_1 = \hat x_1),$$
-
-    the last step ($t_{T} = 1$) returning $\hat x_1$ itself. Clipping the denoised action to the
-    action box before the posterior step is DAC's "clipped denoised-action reconstruction" (and
-    DDPM's `clip_sample`): at the noisy end $\hat x_1 = (x - \beta\hat\varepsilon)/\alpha$ divides by
-    $\alpha(0) \approx 0.08$ on the VP schedule and is far outside the box.
-
-    **Arguments:**
-
-    - `interpolant`: the schedule (e.g. [`interpolant_rl.VariancePreservingInterpolant`][]).
-    - `denoiser`: `(t, x, cond) -> x1_hat`, e.g.
-      [`NoisePrediction(interpolant, eps).denoiser`][interpolant_rl.objectives.NoisePrediction].
-    - `x0`: the initial noise, shape `(dim,)`.
-    - `key`: randomness of the ancestral steps.
-    - `cond`: the denoiser's conditioning (one state), or `None`.
-    - `num_steps`: $T \ge 1$ (a Python integer; the papers use 10).
-    - `clip_denoised`: clip $\hat x_1$ to $[-1, 1]$ before each step.
-    - `step`: [`ddpm_step`][interpolant_rl.objectives.ddpm_step] (the posterior), or
-      [`jump_renoise_step`][interpolant_rl.objectives.jump_renoise_step] for the jump-and-renoise
-      sampler (not DDPM).
-
-    **Returns:** the sample at $t = 1$, shape `(dim,)`.
-    """
-    if not isinstance(num_steps, int) or num_steps < 1:
-        raise ValueError(f"num_steps must be a positive integer, got {num_steps!r}")
-    ts = jnp.linspace(0.0, 1.0, num_steps + 1, dtype=x0.dtype)
-
-    def body(x, inputs):
-        t, s, step_key = inputs
-        x1_hat = denoiser(t, x, cond)
-        if clip_denoised:
-            x1_hat = jnp.clip(x1_hat, -1.0, 1.0)
-        return step(interpolant, x, x1_hat, t, s, step_key), None
-
-    x1, _ = jax.lax.scan(body, x0, (ts[:-1], ts[1:], jr.split(key, num_steps)))
-    return x1

@@ -19,7 +19,6 @@ derivative, and one evaluation $a = x_0 + u(x_0, 0, 1)$ then samples.
 """
 
 import abc
-from collections.abc import Callable
 
 import equinox as eqx
 import jax
@@ -27,13 +26,8 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from .._custom_types import Cond, Scalar, ScalarLike, Vector
+from .._custom_types import AverageVelocityField, Cond, Scalar, ScalarLike, Vector
 from .._interpolant import AbstractInterpolant
-
-
-AverageVelocityField = Callable[[Scalar, Scalar, Vector, Cond], Vector]
-r"""An average-velocity field `u(t, s, x, cond) -> u`: the mean velocity of the flow from `x` at
-time `t` to time `s`, acting on one unbatched sample `x` of shape `(dim,)`."""
 
 
 class AbstractTimeSampler(eqx.Module):
@@ -229,19 +223,3 @@ def meanflow_loss(
     if weights is not None:
         weight = weight * weights
     return jnp.mean(weight * error)
-
-
-def meanflow_one_step(
-    average_velocity: AverageVelocityField, x0: Vector, cond: Cond = None
-) -> Vector:
-    r"""One-step sampling $a = x_0 + u(x_0, 0, 1)$ (one network evaluation), the exact flow map
-    from noise to data when $u$ is the exact average velocity.
-
-    **Arguments:** `average_velocity` `u(t, s, x, cond)`; `x0` one noise sample `(dim,)`;
-    `cond` one state, or `None`.
-
-    **Returns:** the action, shape `(dim,)`.
-    """
-    zero = jnp.zeros((), dtype=x0.dtype)
-    one = jnp.ones((), dtype=x0.dtype)
-    return x0 + average_velocity(zero, one, x0, cond)

@@ -21,113 +21,10 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from .._custom_types import Cond, Scalar, ScalarLike, Vector
+from .._custom_types import Cond, JumpField, Scalar, ScalarLike
 from .._interpolant import AbstractInterpolant
+from .._jump_sampling import jump
 from .._kernels import AbstractKernel, median_distance, mmd_squared, RBFKernel
-
-
-JumpField = Callable[[Scalar, Scalar, Vector, Cond], Vector]
-r"""A two-time field `G(t, s, x, cond) -> x1_hat`: the prediction of the data $\hat x_1$ used
-to jump from `x` at time `t` to time `s`, acting on one unbatched sample `x` of shape `(dim,)`."""
-
-
-def jump(
-    interpolant: AbstractInterpolant,
-    field: JumpField,
-    x_t: Vector,
-    t: ScalarLike,
-    s: ScalarLike,
-    cond: Cond = None,
-) -> Vector:
-    r"""The one-jump sampler from time $t$ to time $s$:
-
-    $$f(x_t; t \to s) = \mathrm{DDIM}_{t\to s}\big(x_t, G(t, s, x_t, c)\big).$$
-
-    With the exact $\hat x_1$ that makes the jump follow the probability-flow ODE this is the
-    ODE's flow map, which is deterministic and maps $p_t$ to $p_s$; $s = t$ is the identity and
-    $s = 1$ returns $\hat x_1$ itself.
-
-    **Arguments:**
-
-    - `interpolant`: defines $\alpha, \beta$ and the DDIM jump.
-    - `field`: the jump field `G(t, s, x, cond) -> x1_hat`.
-    - `x_t`: one sample at time `t`, shape `(dim,)`.
-    - `t`, `s`: start and end times ($t < 1$, where $\beta_t > 0$).
-    - `cond`: the field's conditioning (one state), or `None`.
-
-    **Returns:** the sample at time `s`, shape `(dim,)`.
-    """
-    t = jnp.asarray(t, dtype=x_t.dtype)
-    s = jnp.asarray(s, dtype=x_t.dtype)
-    return interpolant.ddim(x_t, field(t, s, x_t, cond), t, s)
-
-
-def multi_jump_sample(
-    interpolant: AbstractInterpolant,
-    field: JumpField,
-    x0: Vector,
-    cond: Cond = None,
-    num_jumps: int = 1,
-) -> Vector:
-    r"""Sample with `num_jumps` jumps along the uniform grid $t_k = k/K$, $K$ = `num_jumps`:
-
-    $$x_{t_{k+1}} = f(x_{t_k}; t_k \to t_{k+1}),\qquad k = 0, \dots, K - 1,$$
-
-    from the noise $x_0 \sim \mathcal N(0, I)$ at $t = 0$ (one network evaluation per jump, in
-    one `jax.lax.scan`). Differentiable, so it also produces the actions of the actor's Q term.
-
-    **Arguments:**
-
-    - `interpolant`, `field`: as in [`interpolant_rl.objectives.jump`][].
-    - `x0`: one noise sample, shape `(dim,)`.
-    - `cond`: the field's conditioning (one state), or `None`.
-    - `num_jumps`: $K \ge 1$ (a Python integer).
-
-    **Returns:** the action at $t = 1$, shape `(dim,)`.
-    """
-    if not isinstance(num_jumps, int) or num_jumps < 1:
-        raise ValueError(f"num_jumps must be a positive integer, got {num_jumps!r}")
-    ts = jnp.linspace(0.0, 1.0, num_jumps + 1, dtype=x0.dtype)
-
-    def step(x, times):
-        t, s = times
-        return jump(interpolant, field, x, t, s, cond), None
-
-    x1, _ = jax.lax.scan(step, x0, (ts[:-1], ts[1:]))
-    return x1
-
-
-class PreconditionedJump(eqx.Module):
-    r"""A jump field with the boundary condition built in (the EDM / inductive-moment-matching
-    preconditioning, written for any interpolant):
-
-    $$G(t, s, x, c) = c_{\text{skip}}(t)\,x + c_{\text{out}}(t)\,F(t, s, x, c),\qquad
-      c_{\text{skip}} = \frac{\alpha_t\sigma_d^2}{\alpha_t^2\sigma_d^2 + \beta_t^2},\quad
-      c_{\text{out}} = \frac{\beta_t\sigma_d}{\sqrt{\alpha_t^2\sigma_d^2 + \beta_t^2}},$$
-
-    with $F$ the raw network. $c_{\text{skip}}\,x$ is $\mathbb E[x_1 \mid x_t = x]$ for data
-    $\mathcal N(0, \sigma_d^2 I)$ and $c_{\text{out}}$ that posterior's standard deviation, so $F$
-    predicts a unit-scale residual; at $t = 1$ ($\beta = 0$) $G = x$ whatever $F$: the jump from
-    the data is the identity. Without it the jump to $s = 1$ is $\hat x_1 = F$ itself
-    ($\beta_s = 0$ removes the DDIM skip term), nothing ties $F(t \to 1, 1, x)$ to $x$, and a
-    self-distilled (stop-gradient) target admits the constant field — every jump lands on one
-    point — as a zero-loss solution.
-
-    **Fields:** `interpolant`, `network` (a [`JumpField`][interpolant_rl.objectives.JumpField]),
-    `sigma_data` $\sigma_d > 0$ (the data scale per coordinate; EDM's 0.5 for actions in
-    $[-1, 1]$).
-    """
-
-    interpolant: AbstractInterpolant
-    network: JumpField
-    sigma_data: float = 0.5
-
-    def __call__(self, t: ScalarLike, s: ScalarLike, x: Vector, cond: Cond) -> Vector:
-        alpha, beta = self.interpolant.alpha(t), self.interpolant.beta(t)
-        variance = alpha**2 * self.sigma_data**2 + beta**2
-        c_skip = alpha * self.sigma_data**2 / variance
-        c_out = beta * self.sigma_data / jnp.sqrt(variance)
-        return c_skip * x + c_out * self.network(t, s, x, cond)
 
 
 class AbstractJumpTimes(eqx.Module):
@@ -304,7 +201,7 @@ def moment_matching_loss(
 
     where group $g$ has one state $c_g$ (every particle jumps with it) and its own times
     $(t, r, s)$ from `times`; its $M = n\cdot m$ particles are its $n$ actions $x_1^a$, each
-    with $m$ = `noises` noises; $f$ is [`interpolant_rl.objectives.jump`][], $\mathrm{sg}$ a
+    with $m$ = `noises` noises; $f$ is [`interpolant_rl.jump`][], $\mathrm{sg}$ a
     stop-gradient (no gradient reaches `target_field`), and $k_g$ is `kernel(bandwidth(t, s, z))`
     with $z$ the group's pooled jumps (the bandwidth under stop-gradient).
 
