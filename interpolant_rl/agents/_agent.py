@@ -9,7 +9,7 @@ update into pure policy extraction against a known $Q$ (the exact-tilt benchmark
 
 Acting runs the agent's [`AbstractPolicy`][interpolant_rl.agents.AbstractPolicy] sub-module,
 which holds exactly the networks a decision reads (a one-step policy's layers, not the critic's
-optimiser state), under `eqx.filter_jit`.
+optimiser state), compiled once per agent structure.
 """
 
 import abc
@@ -130,6 +130,12 @@ class AbstractAgent(eqx.Module):
         """
         return _scan_updates(self, batch, key)
 
+    @functools.cached_property
+    def _compiled_policy(self) -> "_CompiledPolicy":
+        # Per instance (a cached property is an attribute, not a pytree field): an agent is
+        # immutable, so its acting policy is built and flattened once, on its first `act`.
+        return _CompiledPolicy(type(self).acting_policy(self))
+
     @_pytree_method
     def act(
         self, observations: Float[ArrayLike, "*batch obs_dim"], key: PRNGKeyArray
@@ -138,20 +144,48 @@ class AbstractAgent(eqx.Module):
         (NumPy or JAX), compiled.
 
         Acting is the online rollout's inner loop, so it is kept cheap: the
-        [`acting_policy`][interpolant_rl.agents.AbstractAgent.acting_policy] sub-module runs
-        under `eqx.filter_jit`, so each call flattens only the arrays a decision reads, and
-        agents of equal configuration share the compiled program. (`acting_policy` is called
-        through the class: an `eqx.BoundMethod` would walk the whole agent.)
+        [`acting_policy`][interpolant_rl.agents.AbstractAgent.acting_policy] sub-module, which
+        holds only the arrays a decision reads, is built and flattened once per agent (the
+        agent is immutable; the result is kept on the instance, not in a global cache) and run
+        by a `jax.jit` keyed on its structure, so agents of equal configuration share the
+        compiled program and each call hands over only those arrays. (`eqx.filter_jit` would
+        compile the same program but re-flatten and re-hash the policy on every call, which
+        costs more than a one-step policy's forward pass.)
         """
         if not (
             isinstance(observations, np.ndarray | jax.Array) and observations.dtype == np.float32
         ):
             observations = jnp.asarray(observations, dtype=jnp.float32)
-        return _act(type(self).acting_policy(self), observations, key)
+        return self._compiled_policy(observations, key)
 
 
-@eqx.filter_jit
-def _act(policy: AbstractPolicy, observations, key):
+class _Array:
+    def __repr__(self):
+        return "<array>"
+
+
+_ARRAY = _Array()  # marks where an array leaf goes back in a policy's leaves
+
+
+class _CompiledPolicy:
+    """An acting policy split into its arrays and its structure (tree definition and non-array
+    leaves: hashable, the static argument of the jitted call)."""
+
+    def __init__(self, policy: AbstractPolicy):
+        leaves, treedef = jax.tree_util.tree_flatten(policy)
+        self.arrays = [leaf for leaf in leaves if eqx.is_array(leaf)]
+        self.structure = (treedef, tuple(_ARRAY if eqx.is_array(x) else x for x in leaves))
+
+    def __call__(self, observations, key):
+        return _act(self.structure, self.arrays, observations, key)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _act(structure, arrays, observations, key):
+    treedef, statics = structure
+    arrays = iter(arrays)
+    leaves = [next(arrays) if leaf is _ARRAY else leaf for leaf in statics]
+    policy = jax.tree_util.tree_unflatten(treedef, leaves)
     if observations.ndim == 1:
         return policy(observations[None], key)[0]
     return policy(observations, key)
