@@ -19,7 +19,6 @@ The figures are quoted in the agents guide ("Why QAM's policy stops short of the
 """
 
 import argparse
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -33,13 +32,10 @@ import numpy as np
 import interpolant_rl as ir
 from interpolant_rl import agents, objectives as obj
 from interpolant_rl.nn import VelocityField
-from interpolant_rl.testing import sliced_wasserstein
+from interpolant_rl.testing import exact_tilt, sliced_wasserstein
 
 
 ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("toy_tilt", ROOT / "experiments" / "toy_tilt.py")
-toy_tilt = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(toy_tilt)
 INTERPOLANT = ir.LinearInterpolant()
 
 
@@ -70,7 +66,7 @@ def flow_matched_base(mixture, steps):
         value = obj.flow_matching_loss(INTERPOLANT, field, actions, None, loss_key)
         return value, value
 
-    field = VelocityField(mixture.dim, 0, toy_tilt.WIDTH, toy_tilt.DEPTH, key=jr.key(1))
+    field = VelocityField(mixture.dim, 0, exact_tilt.WIDTH, exact_tilt.DEPTH, key=jr.key(1))
     return _train(agents.Trained.create(field, agents.adam(3e-4)), loss, steps, 100).model
 
 
@@ -90,7 +86,7 @@ def shift_ratio(base, steps, last_adjoint_step, slope, tau, exact_shift):
 
 
 def closed_form(fm_steps):
-    mixture, critic, tau, _ = toy_tilt.load_problem("unimodal_linear")
+    mixture, critic, tau, _ = exact_tilt.load_problem("unimodal_linear")
     slope = jnp.asarray(critic.b)
     exact_shift = tau * jnp.asarray(mixture.covs[0]) @ slope
     bases = {"exact": mixture.velocity_field(INTERPOLANT)}
@@ -121,14 +117,14 @@ def closed_form(fm_steps):
 
 
 def direct(problem, steps):
-    mixture, critic, tau, _ = toy_tilt.load_problem(problem)
+    mixture, critic, tau, _ = exact_tilt.load_problem(problem)
     base, dim = mixture.velocity_field(INTERPOLANT), mixture.dim
     exact = mixture.tilt(critic.A, critic.b, tau)
 
     def gradient(cond, action):
         return jax.grad(lambda a: jnp.mean(critic(cond, jnp.clip(a, -1.0, 1.0))))(action)
 
-    reference = np.asarray(exact.sample(jr.key(5), toy_tilt.NUM_SAMPLES))
+    reference = np.asarray(exact.sample(jr.key(5), exact_tilt.NUM_SAMPLES))
     rows = []
     for train_steps in (10, 30):
         scheme = obj.QAMReferenceAdjointMatching(train_steps)
@@ -138,10 +134,10 @@ def direct(problem, steps):
                 scheme, field, base, gradient, tau, 256, dim, None, key
             )
 
-        field = VelocityField(dim, 0, toy_tilt.WIDTH, toy_tilt.DEPTH, key=jr.key(0))
+        field = VelocityField(dim, 0, exact_tilt.WIDTH, exact_tilt.DEPTH, key=jr.key(0))
         trained = _train(agents.Trained.create(field, agents.adam(3e-4, 1.0)), loss, steps, 0)
-        noise = jr.normal(jr.key(99), (toy_tilt.NUM_SAMPLES, dim))
-        observations = jnp.zeros((toy_tilt.NUM_SAMPLES, 0))
+        noise = jr.normal(jr.key(99), (exact_tilt.NUM_SAMPLES, dim))
+        observations = jnp.zeros((exact_tilt.NUM_SAMPLES, 0))
         actions = agents.flow_actions(INTERPOLANT, trained.model, observations, noise, 10)
         actions = np.asarray(jnp.clip(actions, -1.0, 1.0))
         rows.append(

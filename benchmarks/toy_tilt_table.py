@@ -4,14 +4,13 @@ JSON table, and print the JSON.
     python benchmarks/toy_tilt_table.py [--agents qam fql ...] [--problems bimodal ...]
         [--seeds 3] [--steps 3000] [--out-dir benchmarks/results]
 
-Each cell is `experiments/toy_tilt.py`'s `run(agent, problem, seed, steps)`: the policy's sliced
+Each cell is `interpolant_rl.testing.exact_tilt.run_exact_tilt(agent, problem, seed, steps)` (what `experiments/toy_tilt.py` runs): the policy's sliced
 2-Wasserstein distance to the exact tilt (mean ± standard deviation over seeds), next to the
 behaviour flow's distance to the same tilt (what no policy improvement gives) and the behaviour
 flow's own fitting error against the base distribution (the behaviour-cloning error).
 """
 
 import argparse
-import importlib.util
 import json
 import platform
 import sys
@@ -21,13 +20,11 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from interpolant_rl import agents
+from interpolant_rl.testing import exact_tilt
+
 
 ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("toy_tilt", ROOT / "experiments" / "toy_tilt.py")
-toy_tilt = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(toy_tilt)
-
-from interpolant_rl import agents  # noqa: E402
 
 
 PROBLEMS = ("unimodal_linear", "bimodal", "anisotropic_4d")
@@ -148,7 +145,7 @@ def main(argv=None) -> int:
         for name in args.agents:
             for seed in range(args.seeds):
                 try:
-                    result, _ = toy_tilt.run(name, problem, seed, args.steps)
+                    result, _ = exact_tilt.run_exact_tilt(name, problem, seed, args.steps)
                 except FloatingPointError as error:  # a diverged run is a result, not a crash
                     nan = float("nan")
                     result = dict(

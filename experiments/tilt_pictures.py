@@ -3,7 +3,7 @@
     python experiments/tilt_pictures.py [--agents qam fql ...] [--steps 3000] [--seed 0]
         [--problem bimodal] [--out-dir docs/images/tilt]
 
-For each agent, `experiments/toy_tilt.py`'s `run(agent, problem, seed, steps)` trains the agent
+For each agent, `interpolant_rl.testing.exact_tilt.run_exact_tilt(agent, problem, seed, steps)` trains the agent
 against the fixed quadratic critic, and this script draws one PNG, OUT_DIR/{agent}.png, with three
 2-D histograms on the same axes (square-root colour scale, the mean marked by a red cross): the
 behaviour data (the dataset the agent trained on), samples of the exact tilt
@@ -17,7 +17,6 @@ The behaviour and exact-tilt samples are redrawn here with `run`'s own key split
 """
 
 import argparse
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -25,13 +24,11 @@ from pathlib import Path
 import jax.random as jr
 import numpy as np
 
+from interpolant_rl import agents
+from interpolant_rl.testing import exact_tilt
+
 
 ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("toy_tilt", ROOT / "experiments" / "toy_tilt.py")
-toy_tilt = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(toy_tilt)
-
-from interpolant_rl import agents  # noqa: E402
 
 
 LIMIT = 1.1  # actions live in [-1, 1]; every panel shows [-LIMIT, LIMIT]^2
@@ -52,10 +49,10 @@ RESULT_KEYS = (
 def reference_samples(problem: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """`(behaviour, exact)`: the first `NUM_SAMPLES` rows of `run`'s dataset and `run`'s
     exact-tilt samples, drawn with `run`'s keys."""
-    base, critic, tau, _ = toy_tilt.load_problem(problem)
+    base, critic, tau, _ = exact_tilt.load_problem(problem)
     data_key, _, _, _, _, ref_key = jr.split(jr.key(seed), 6)
-    data = np.asarray(base.sample(data_key, toy_tilt.DATASET_SIZE))[: toy_tilt.NUM_SAMPLES]
-    exact = np.asarray(base.tilt(critic.A, critic.b, tau).sample(ref_key, toy_tilt.NUM_SAMPLES))
+    data = np.asarray(base.sample(data_key, exact_tilt.DATASET_SIZE))[: exact_tilt.NUM_SAMPLES]
+    exact = np.asarray(base.tilt(critic.A, critic.b, tau).sample(ref_key, exact_tilt.NUM_SAMPLES))
     return data, exact
 
 
@@ -112,7 +109,7 @@ def main(argv=None) -> int:
             )
         if args.steps < 0:
             raise ValueError(f"--steps must be >= 0, got {args.steps}")
-        base, _, _, _ = toy_tilt.load_problem(args.problem)
+        base, _, _, _ = exact_tilt.load_problem(args.problem)
         if base.dim != 2:
             raise ValueError(f"--problem must be 2-D to be drawn, {args.problem} is {base.dim}-D")
         import matplotlib  # noqa: F401
@@ -129,7 +126,7 @@ def main(argv=None) -> int:
     results_path = args.out_dir / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
     for name in args.agents:
-        result, policy = toy_tilt.run(name, args.problem, args.seed, args.steps)
+        result, policy = exact_tilt.run_exact_tilt(name, args.problem, args.seed, args.steps)
         panels = [("behaviour data", behaviour), ("exact tilt", exact), (f"{name} policy", policy)]
         draw(args.out_dir / f"{name}.png", name, panels, result)
         results[name] = dict(

@@ -2,18 +2,12 @@
 script's alternative, the domain-wide settings, and run.py's use of them."""
 
 import dataclasses
-import importlib.util
-from pathlib import Path
 
 import pytest
 
+from experiments import run
 from interpolant_rl import agents
 
-
-ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("run", ROOT / "experiments" / "run.py")
-run = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(run)
 
 INF = float("inf")
 

@@ -4,8 +4,6 @@ target, FEdit's L-infinity edit ball, and RLPD's online-only schedule (random ac
 resume, run.py defaults)."""
 
 import dataclasses
-import importlib.util
-from pathlib import Path
 
 import equinox as eqx
 import jax
@@ -295,10 +293,8 @@ def test_rlpd_online_only_with_random_steps_resumes_exactly(tmp_path):
 
 
 def test_run_py_trains_rlpd_online_only():
-    path = Path(__file__).resolve().parents[1] / "experiments" / "run.py"
-    spec = importlib.util.spec_from_file_location("run_for_rlpd", path)
-    run = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(run)
+    from experiments import run
+
     cpu = run.resolve(run.RunConfig(agent="rlpd"))
     assert (cpu.offline_steps, cpu.online_steps, cpu.random_action_steps) == (0, 20_000, 1000)
     paper = run.resolve(run.RunConfig(agent="rlpd", preset="paper"))

@@ -1,19 +1,12 @@
 """`benchmarks/_flops.py` counts matmul FLOPs exactly on functions whose count is known."""
 
-import importlib.util
-from pathlib import Path
-
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
 
+from benchmarks._flops import count_matmul_flops as count
 
-ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("_flops", ROOT / "benchmarks" / "_flops.py")
-_flops = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_flops)
-count = _flops.count_matmul_flops
 
 M, K, N, B, STEPS = 6, 5, 4, 3, 10
 

@@ -1,16 +1,14 @@
 """The benchmark tables on the documentation site are what the committed JSON says."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
+from benchmarks import tables
+
 
 ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("tables", ROOT / "benchmarks" / "tables.py")
-tables = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(tables)
 
 
 @pytest.mark.parametrize("name", sorted(tables.TABLES))

@@ -21,7 +21,7 @@ MODULES = {
     "interpolant_rl.data": set(),
     "interpolant_rl.train": set(),
     "interpolant_rl.objectives": set(),
-    "interpolant_rl.testing": {"strategies"},
+    "interpolant_rl.testing": {"strategies", "exact_tilt"},
 }
 
 

@@ -20,7 +20,6 @@ Run as a script, the module measures the agents on the three built-in problems a
 
 import argparse
 import dataclasses
-import importlib.util
 import json
 import math
 import sys
@@ -36,13 +35,10 @@ import pytest
 
 from interpolant_rl import agents
 from interpolant_rl.agents import Batch, FixedCritic
-from interpolant_rl.testing import GaussianMixture, QuadraticCritic
+from interpolant_rl.testing import exact_tilt, GaussianMixture, QuadraticCritic
 
 
 ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("toy_tilt", ROOT / "experiments" / "toy_tilt.py")
-toy_tilt = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(toy_tilt)
 
 MIN_EIGENVALUE_FRACTION = 0.25
 SUPPORT_LEVEL = 0.99  # the behaviour ellipsoid's mass
@@ -131,7 +127,7 @@ def _train(name, config, base, critic, steps, key, batch_size=256, per_call=100)
 
 
 def test_thresholds_come_from_the_problem():
-    base, critic, tau, _ = toy_tilt.load_problem("bimodal")
+    base, critic, tau, _ = exact_tilt.load_problem("bimodal")
     assert chi2_quantile(0.99, 2) == pytest.approx(-2.0 * math.log(0.01), rel=1e-6)
     assert chi2_quantile(0.99, 4) == pytest.approx(13.2767, rel=1e-4)
     # the behaviour passes the covariance and support checks; its mean Q matches sampling
@@ -158,9 +154,9 @@ def test_one_step_policies_stay_regularised(name, batch_size):
     at the exact-tilt benchmark's network size (3 x 128) on `bimodal`, 1000 updates: regularised,
     higher Q. (MoMa QL's batch is cut to 64 states, each with its M = 4 particles, to keep the
     test short.)"""
-    base, critic, tau, _ = toy_tilt.load_problem("bimodal")
+    base, critic, tau, _ = exact_tilt.load_problem("bimodal")
     config = agents.resize(
-        agents.default_config(name), width=toy_tilt.WIDTH, depth=toy_tilt.DEPTH, num_critics=1
+        agents.default_config(name), width=exact_tilt.WIDTH, depth=exact_tilt.DEPTH, num_critics=1
     )
     config = dataclasses.replace(config, eta=TOY_ETA)
     samples = _train(name, config, base, critic, 1000, jr.key(0), batch_size=batch_size)
@@ -187,9 +183,9 @@ def _variants():
 
 
 def _measure(args):
-    original_config = toy_tilt.toy_config
+    original_config = exact_tilt.toy_config
     flows = {}
-    original_flow = toy_tilt._train_behaviour_flow
+    original_flow = exact_tilt.train_behaviour_flow
 
     def cached_flow(data, dim, steps, key):  # the same for every variant of a (problem, seed)
         index = (dim, steps, tuple(np.asarray(jr.key_data(key)).ravel()), float(data[0, 0]))
@@ -197,18 +193,18 @@ def _measure(args):
             flows[index] = original_flow(data, dim, steps, key)
         return flows[index]
 
-    toy_tilt._train_behaviour_flow = cached_flow
+    exact_tilt.train_behaviour_flow = cached_flow
     rows = []
     start = time.perf_counter()
     selected = [v for v in _variants() if args.variants is None or v[0] in args.variants]
     for problem in args.problems:
-        base, critic, _, _ = toy_tilt.load_problem(problem)
+        base, critic, _, _ = exact_tilt.load_problem(problem)
         for label, name, changes in selected:
-            toy_tilt.toy_config = lambda n, tau, c=changes: dataclasses.replace(
+            exact_tilt.toy_config = lambda n, tau, c=changes: dataclasses.replace(
                 original_config(n, tau), **c
             )
             for seed in range(args.seeds):
-                result, samples = toy_tilt.run(name, problem, seed, args.steps)
+                result, samples = exact_tilt.run_exact_tilt(name, problem, seed, args.steps)
                 stats = regularisation(samples, base, critic)
                 row = dict(
                     variant=label,
@@ -225,8 +221,8 @@ def _measure(args):
                 )
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-    toy_tilt.toy_config = original_config
-    toy_tilt._train_behaviour_flow = original_flow
+    exact_tilt.toy_config = original_config
+    exact_tilt.train_behaviour_flow = original_flow
     return rows, time.perf_counter() - start
 
 

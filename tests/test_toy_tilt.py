@@ -1,17 +1,15 @@
 """The exact-tilt script: its output files, and clear one-line errors on bad input."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from experiments import toy_tilt
+
 
 ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("toy_tilt", ROOT / "experiments" / "toy_tilt.py")
-toy_tilt = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(toy_tilt)
 
 GOOD = {
     "base": {"weights": [1.0], "means": [[0.0]], "covs": [[[0.1]]]},

@@ -1,4 +1,5 @@
-"""Closed-form Gaussian-mixture quantities and hypothesis strategies for property tests.
+"""Closed-form Gaussian-mixture quantities and hypothesis strategies for property tests, and the
+exact-tilt benchmark (`interpolant_rl.testing.exact_tilt`).
 
 Import `interpolant_rl.testing.strategies` (needs `hypothesis`) for the strategies.
 """
