@@ -11,6 +11,7 @@ import json
 import math
 import time
 from pathlib import Path
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -46,6 +47,13 @@ BATCH_SIZE = 256
 UPDATES_PER_CALL = 100
 WIDTH, DEPTH = 128, 3  # CPU-sized networks; every agent gets the same
 EVAL_FLOW_STEPS = 10
+
+MIN_EIGENVALUE_FRACTION = 0.25
+"""Covariance check: the policy keeps at least this share of the behaviour's smallest variance."""
+SUPPORT_LEVEL = 0.99
+"""Support check: the mass of each behaviour component's ellipsoid."""
+SUPPORT_FRACTION = 0.9
+"""Support check: the share of the policy's samples required inside some ellipsoid."""
 
 
 class ProblemError(ValueError):
@@ -161,7 +169,15 @@ def _distances(samples, reference, seed):
     )
 
 
-def run_exact_tilt(agent_name: str, problem: str, seed: int, steps: int) -> tuple[dict, np.ndarray]:
+def run_exact_tilt(
+    agent_name: str,
+    problem: str,
+    seed: int,
+    steps: int,
+    *,
+    config: Any = None,
+    behaviour_flows: dict | None = None,
+) -> tuple[dict, np.ndarray]:
     """Run one agent's policy extraction on one exact-tilt problem against its fixed critic.
 
     The agent's ordinary `update` runs `steps` times with its critic replaced by
@@ -172,11 +188,15 @@ def run_exact_tilt(agent_name: str, problem: str, seed: int, steps: int) -> tupl
     behaviour flow (`base_*`) and its own error against the base (`bc_*`), the means, the final
     training metrics, the configuration and the wall time; `policy_samples` are `NUM_SAMPLES`
     actions. Raises `ValueError` for `steps < 0`, `ProblemError` for a bad problem and
-    `FloatingPointError` when a training metric becomes non-finite."""
+    `FloatingPointError` when a training metric becomes non-finite.
+
+    `config` replaces [`toy_config`][interpolant_rl.testing.exact_tilt.toy_config]`(agent_name,
+    tau)`; a `behaviour_flows` dict memoises the fitted behaviour flow per (problem, seed,
+    steps), for runs of several agents or variants on the same data."""
     if steps < 0:
         raise ValueError(f"--steps must be >= 0, got {steps}")
     base, critic, tau, path = load_problem(problem)
-    config = toy_config(agent_name, tau)
+    config = toy_config(agent_name, tau) if config is None else config
     exact = base.tilt(critic.A, critic.b, tau)
     dim = base.dim
     start = time.perf_counter()
@@ -201,7 +221,10 @@ def run_exact_tilt(agent_name: str, problem: str, seed: int, steps: int) -> tupl
     observations = jnp.zeros((NUM_SAMPLES, 1))
     policy_samples = np.asarray(agent.act(observations, sample_key))
     reference = np.asarray(exact.sample(ref_key, NUM_SAMPLES))
-    behaviour = train_behaviour_flow(data, dim, steps, flow_key)
+    memo = {} if behaviour_flows is None else behaviour_flows
+    if (path, seed, steps) not in memo:
+        memo[(path, seed, steps)] = train_behaviour_flow(data, dim, steps, flow_key)
+    behaviour = memo[(path, seed, steps)]
     behaviour_samples = np.asarray(
         flow_actions(
             LinearInterpolant(),
@@ -234,3 +257,77 @@ def run_exact_tilt(agent_name: str, problem: str, seed: int, steps: int) -> tupl
         versions=dict(interpolant_rl=_library_version(), jax=jax.__version__),
     )
     return result, policy_samples
+
+
+def chi2_quantile(level: float, dim: int) -> float:
+    """The `level` quantile of the chi-squared law with `dim` degrees of freedom (bisection on
+    the regularised lower incomplete gamma function's series)."""
+
+    def cdf(x):
+        # P(dim/2, x/2) = e^{-x/2} sum_k (x/2)^{dim/2 + k} / Gamma(dim/2 + k + 1)
+        a, y = dim / 2.0, x / 2.0
+        term = math.exp(-y + a * math.log(y) - math.lgamma(a + 1.0))
+        total, k = term, 0
+        while term > 1e-15 * total:
+            k += 1
+            term *= y / (a + k)
+            total += term
+        return total
+
+    low, high = 1e-9, 1e3
+    for _ in range(200):
+        mid = 0.5 * (low + high)
+        low, high = (mid, high) if cdf(mid) < level else (low, mid)
+    return 0.5 * (low + high)
+
+
+def behaviour_mean_q(base: GaussianMixture, critic: QuadraticCritic) -> float:
+    """E_beta[Q] for Q(a) = -1/2 a^T A a + b^T a: per component -1/2 (tr(A C) + m^T A m) + b^T m."""
+    A, b = np.asarray(critic.A), np.asarray(critic.b)
+    total = 0.0
+    for w, m, c in zip(
+        np.asarray(base.weights), np.asarray(base.means), np.asarray(base.covs), strict=True
+    ):
+        total += w * (-0.5 * (np.trace(A @ c) + m @ A @ m) + b @ m)
+    return float(total)
+
+
+def regularisation(samples, base: GaussianMixture, critic: QuadraticCritic) -> dict:
+    r"""Whether a policy's `samples` `(n, dim)` stay regularised, by three checks whose
+    thresholds come from the problem, not from a run:
+
+    - **covariance**: `min_eigenvalue_ratio`, the smallest eigenvalue of the samples' covariance
+      over the smallest of the behaviour's component covariances, at least
+      `MIN_EIGENVALUE_FRACTION` = 1/4 (a point mass has 0; the exact tilts keep 87-101 %);
+    - **support**: `support_fraction`, the share of samples inside the `SUPPORT_LEVEL` = 99 %
+      ellipsoid (the $\chi^2_d$ quantile of the squared Mahalanobis distance) of some behaviour
+      component, at least `SUPPORT_FRACTION` = 90 % (the behaviour puts 99 % there, the exact
+      tilts 95-99 %);
+    - **improvement**: `policy_mean_q` above `behaviour_mean_q` (in closed form).
+    """
+    samples = np.asarray(samples, dtype=np.float64)
+    dim = samples.shape[1]
+    covs = np.asarray(base.covs, dtype=np.float64)
+    behaviour_min = min(float(np.linalg.eigvalsh(c).min()) for c in covs)
+    policy_min = float(np.linalg.eigvalsh(np.atleast_2d(np.cov(samples.T))).min())
+    radius = chi2_quantile(SUPPORT_LEVEL, dim)
+    inside = np.zeros(len(samples), dtype=bool)
+    for mean, cov in zip(np.asarray(base.means), covs, strict=True):
+        d = samples - mean
+        inside |= np.einsum("ni,ij,nj->n", d, np.linalg.inv(cov), d) <= radius
+    q = np.asarray(jax.vmap(lambda a: critic(None, a)[0])(jnp.asarray(samples, jnp.float32)))
+    return dict(
+        min_eigenvalue_ratio=policy_min / behaviour_min,
+        support_fraction=float(inside.mean()),
+        policy_mean_q=float(q.mean()),
+        behaviour_mean_q=behaviour_mean_q(base, critic),
+    )
+
+
+def is_regularised(stats: dict) -> bool:
+    """All three checks of [`regularisation`][interpolant_rl.testing.exact_tilt.regularisation] pass."""
+    return (
+        stats["min_eigenvalue_ratio"] >= MIN_EIGENVALUE_FRACTION
+        and stats["support_fraction"] >= SUPPORT_FRACTION
+        and stats["policy_mean_q"] > stats["behaviour_mean_q"]
+    )
