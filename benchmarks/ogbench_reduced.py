@@ -294,7 +294,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--suites", nargs="+", default=list(SUITES), choices=list(SUITES))
     parser.add_argument(
-        "--agents", nargs="+", default=None, help="only these (default: each suite's)"
+        "--agents",
+        nargs="+",
+        default=None,
+        help="only these, in this order (default: each suite's)",
     )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument(
@@ -310,10 +313,12 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     if not args.report:
         for name in args.suites:
-            for agent in SUITES[name].agents:
-                if args.agents is None or agent in args.agents:
-                    run_agent(args, name, agent)
-                    report(args)
+            suite_agents = SUITES[name].agents
+            # in the order given (cheap agents first, say), else the suite's
+            order = suite_agents if args.agents is None else args.agents
+            for agent in (a for a in order if a in suite_agents):
+                run_agent(args, name, agent)
+                report(args)
     result = report(args)
     print(json.dumps(dict(result, benchmark_wall_time_s=time.perf_counter() - start), indent=2))
     return 0
