@@ -23,9 +23,11 @@ call blocking until the action is ready, in three variants timed in interleaved 
 
 - `act` (the headline, `actions_per_s`): `np.asarray(agent.act(obs, key))` with a NumPy float32
   observation, i.e. Equinox's `filter_jit` dispatch, the host-to-device copy and the copy back;
-- `rollout`: what `interpolant_rl/train/_loop.py` does per step of an evaluation episode, with
-  its own helpers: `key, act_key = _split_pair(key); _rollout_action(agent, obs, act_key)` (adds
-  a compiled key split and the host-side float32 conversion);
+- `rollout`: what `interpolant_rl/train/_loop.py` does per chunk of an evaluation episode, with
+  its own helper, for one seed: `_evaluation_chunks(policies, obs[None], key_data, sharding)`
+  (`policies`: the agent's acting policy on a seed axis of length 1, built once per evaluation;
+  the observation and the key data go to the device, the key is split and the policy acts in
+  one compiled call, and the chunk and the next key data come back);
 - `compiled`: the policy compiled ahead of time with every array of the agent (critic, targets
   and optimiser states included) as an argument, on device arrays, `block_until_ready`. Handing
   over those 100-180 buffers costs more than `act`'s dispatch, which passes only the arrays the
@@ -83,7 +85,8 @@ from train_step import agent_config, CHUNK_DIM, CONFIGS, HORIZON, OBS_DIM
 
 import interpolant_rl as ir
 from interpolant_rl import agents
-from interpolant_rl.train._loop import _rollout_action, _split_pair
+from interpolant_rl.train import seed_sharding
+from interpolant_rl.train._loop import _acting_policies, _evaluation_chunks, _stack
 
 
 TARGET = {
@@ -127,14 +130,19 @@ def make_variants(agent, obs: np.ndarray, key) -> tuple[dict, dict]:
     compiled = lowered.compile()
     end = time.perf_counter()
     compile_s = {"lower": round(middle - start, 3), "compile": round(end - middle, 3)}
-    state = {"key": key}
 
     def act():
         return np.asarray(agent.act(obs, key))
 
-    def rollout():  # the training loop's own per-step helpers (evaluation episodes)
-        state["key"], act_key = _split_pair(state["key"])
-        return _rollout_action(agent, obs, act_key)
+    sharding = seed_sharding(1, jax.devices()[:1])
+    policies = _acting_policies(_stack(agent), sharding)
+    state = {"key_data": np.asarray(jr.key_data(key))[None]}
+
+    def rollout():  # the training loop's own per-chunk helper (evaluation episodes)
+        chunks, state["key_data"] = _evaluation_chunks(
+            policies, obs[None], state["key_data"], sharding
+        )
+        return chunks[0]
 
     def run_compiled():
         return jax.block_until_ready(compiled(arrays, device_obs, key))

@@ -19,7 +19,8 @@ other hyperparameter at the agent's default, and for each N of `--seeds`:
   `interpolant_rl.train.train` runs for an offline block, called once per seed on that
   seed's agent, one seed after another, on the default device.
 
-Both programs are the library's own (`interpolant_rl.train._seeds._offline_calls` and
+Both programs are the library's own (`interpolant_rl.train._loop._offline_calls`, which for
+N = 1 runs the single-seed program rather than a vmap over one seed, and the single-seed
 `interpolant_rl.train._loop._offline_call`), wrapped in `jax.jit` with every array of the
 agents as an *argument*, traced and lowered (`compile_s.lower`) and compiled
 (`compile_s.compile`) separately, and each call is blocked on, as the training loops block on
@@ -57,8 +58,7 @@ import numpy as np
 import interpolant_rl as ir
 from interpolant_rl import agents, train
 from interpolant_rl.data import Transitions
-from interpolant_rl.train._loop import _offline_call
-from interpolant_rl.train._seeds import _offline_calls
+from interpolant_rl.train._loop import _offline_call, _offline_calls
 
 
 # OGBench cube-double: observation_space.shape == (37,), action_space.shape == (5,) (ogbench 1.2.2)

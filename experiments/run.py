@@ -11,10 +11,11 @@
 The dataset is read from `--data-dir` (OGBench's file format) or generated there with the
 oracles shipped in the ogbench wheel. Every run directory gets `train.jsonl/csv`,
 `eval.jsonl/csv`, `checkpoint.eqx` and `summary.json` (configuration, final metrics, wall time,
-versions). With `--num-seeds N` the seeds `seed .. seed+N-1` train together in one jitted
-program (`interpolant_rl.train.train_seeds`, sharded over the visible devices); each seed gets
-its own run directory `OUT_DIR/seed{k}` (with its `summary.json`), `OUT_DIR` holds the shared
-checkpoint and an aggregate `summary.json`. Plot learning curves with
+versions). Every run goes through `interpolant_rl.train.train_seeds`: with `--num-seeds N` the
+seeds `seed .. seed+N-1` train together in one jitted program (vmapped, sharded over the visible
+devices); each seed gets its own run directory `OUT_DIR/seed{k}` (with its `summary.json`),
+`OUT_DIR` holds the shared checkpoint and an aggregate `summary.json`. One seed (the default)
+is the same loop with N = 1, its run directory `OUT_DIR` itself. Plot learning curves with
 `python experiments/plot.py RUN_DIR ...` (for N seeds: `OUT_DIR/seed*`).
 """
 
@@ -27,7 +28,6 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Literal
 
-import jax
 import tyro
 from tqdm import tqdm
 
@@ -39,7 +39,7 @@ class RunConfig:
     """Command-line configuration of one run. Fields left unset take the preset's value."""
 
     agent: str = "qam"
-    """Agent name: one of qam, qam_fql, qam_edit, bam, moma_ql, ofql, fql, fbrac, rebrac, ifql, fawac, cgql, qsm, dac, dsrl, fedit, rlpd."""
+    """Agent name: one of qam, qam_fql, qam_edit, bam, moma_ql, ofql, fql, fbrac, rebrac, ifql, fawac, cgql, cgql_mse, cgql_linex, qsm, dac, dsrl, fedit, rlpd."""
     env: str = "cube-single-play-singletask-task1-v0"
     """OGBench singletask dataset name (the environment is derived from it)."""
     preset: Literal["cpu", "paper"] = "cpu"
@@ -243,65 +243,37 @@ def _versions() -> dict[str, str]:
     return {p: version(p) for p in ("interpolant_rl", "jax", "ogbench", "mujoco")}
 
 
-def run_seeds(config, agent_cfg, env, dataset, train_config, header, start) -> int:
-    """`--num-seeds N > 1`: seeds `seed .. seed+N-1` trained as one program by
-    `train.train_seeds`, one run directory `OUT_DIR/seed{k}` (with its `summary.json`) each, and
-    an aggregate `OUT_DIR/summary.json` (final success: mean, standard deviation, per seed)."""
-    import ogbench
-
-    seeds = list(range(config.seed, config.seed + config.num_seeds))
-    # one environment per seed: `load_ogbench`'s, then more of the same
-    envs = [env] + [
-        ogbench.make_env_and_datasets(config.env, env_only=True) for _ in range(len(seeds) - 1)
-    ]
-    stacked = train.make_agents(
-        config.agent, dataset.obs_dim, dataset.action_dim * config.chunk, seeds, agent_cfg
-    )
+def summarise(config: RunConfig, header: dict, seeds: list[int], evals: list, wall_time: float):
+    """Write each seed's `summary.json` (configuration, final metrics, evaluations, wall time,
+    versions) into its run directory (`OUT_DIR` for one seed, `OUT_DIR/seed{k}` for several),
+    for several seeds also an aggregate `OUT_DIR/summary.json` (final success: mean, standard
+    deviation, per seed), and print one line."""
     total = config.offline_steps + config.online_steps
-    latest = {}
-    desc = f"{config.agent} {config.env} x{len(seeds)} seeds"
-    with tqdm(total=total * len(seeds), unit="step", desc=desc) as bar:
-        if config.resume:
-            saved = train.read_checkpoint_header(config.out_dir / "checkpoint.eqx")
-            bar.update(sum(saved["seed_steps"]))
-
-        def progress(steps, info):
-            bar.update(steps)
-            if "success" in info:
-                latest[info["seed"]] = info["success"]
-                mean = sum(latest.values()) / len(latest)
-                bar.set_postfix(eval_success=f"{mean:.2f}", seeds=len(latest))
-
-        try:
-            _, evals = train.train_seeds(
-                stacked,
-                dataset,
-                envs,
-                train_config,
-                config.out_dir,
-                header=header,
-                resume=config.resume,
-                progress=progress,
-            )
-        except (train.NonFiniteLossError, KeyboardInterrupt) as error:
-            return stopped(error, config.out_dir)
-    wall_time = time.perf_counter() - start
     versions = _versions()
+    several = len(seeds) > 1
     finals = []
     for seed, seed_evals in zip(seeds, evals, strict=True):
-        run_dir = config.out_dir / f"seed{seed}"
+        run_dir = config.out_dir / f"seed{seed}" if several else config.out_dir
         finals.append(seed_evals[-1] if seed_evals else {})
         summary = dict(
-            config=dict(header["run"], seed=seed, num_seeds=1, out_dir=str(run_dir)),
+            config=header["run"],
             agent_config=header["agent_config"],
             final=finals[-1],
             evaluations=seed_evals,
             wall_time_s=wall_time,
-            trained_with=dict(seeds=seeds, out_dir=str(config.out_dir)),
-            versions=versions,
         )
+        if several:
+            summary["config"] = dict(header["run"], seed=seed, num_seeds=1, out_dir=str(run_dir))
+            summary["trained_with"] = dict(seeds=seeds, out_dir=str(config.out_dir))
+        summary["versions"] = versions
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     successes = [final.get("success", float("nan")) for final in finals]
+    if not several:
+        print(
+            f"{config.agent} on {config.env}: success {successes[0]:.2f} after {total} steps "
+            f"({wall_time / 60:.1f} min); run in {config.out_dir}"
+        )
+        return
     mean = sum(successes) / len(successes)
     std = (sum((x - mean) ** 2 for x in successes) / max(len(successes) - 1, 1)) ** 0.5
     aggregate = dict(
@@ -319,7 +291,6 @@ def run_seeds(config, agent_cfg, env, dataset, train_config, header, start) -> i
         f"{seeds[0]}-{seeds[-1]} after {total} steps ({wall_time / 60:.1f} min); "
         f"runs in {config.out_dir}/seed*"
     )
-    return 0
 
 
 def main(config: RunConfig) -> int:
@@ -340,7 +311,6 @@ def main(config: RunConfig) -> int:
             sparse=config.sparse,
             progress=bar.update,
         )
-    action_dim = dataset.action_dim * config.chunk
     train_config = train.TrainConfig(
         offline_steps=config.offline_steps,
         online_steps=config.online_steps,
@@ -359,28 +329,36 @@ def main(config: RunConfig) -> int:
         run=json.loads(json.dumps(dataclasses.asdict(config), default=str)),
         agent_config=repr(agent_cfg),
     )
-    if config.num_seeds > 1:
-        return run_seeds(config, agent_cfg, env, dataset, train_config, header, start)
-    agent = agents.make_agent(
-        config.agent, dataset.obs_dim, action_dim, jax.random.key(config.seed), agent_cfg
+    import ogbench
+
+    # seeds seed .. seed+N-1, one environment each: `load_ogbench`'s, then more of the same
+    seeds = list(range(config.seed, config.seed + config.num_seeds))
+    envs = [env] + [
+        ogbench.make_env_and_datasets(config.env, env_only=True) for _ in range(len(seeds) - 1)
+    ]
+    stacked = train.make_agents(
+        config.agent, dataset.obs_dim, dataset.action_dim * config.chunk, seeds, agent_cfg
     )
     total = config.offline_steps + config.online_steps
     latest = {}
-    with tqdm(total=total, unit="step", desc=f"{config.agent} {config.env}") as bar:
+    desc = f"{config.agent} {config.env}" + (f" x{len(seeds)} seeds" if len(seeds) > 1 else "")
+    with tqdm(total=total * len(seeds), unit="step", desc=desc) as bar:
         if config.resume:
-            bar.update(train.read_checkpoint_header(config.out_dir / "checkpoint.eqx")["step"])
+            saved = train.read_checkpoint_header(config.out_dir / "checkpoint.eqx")
+            bar.update(sum(saved.get("seed_steps", [saved["step"]])))
 
         def progress(steps, info):
             bar.update(steps)
-            if "success" in info:
-                latest.update(success=info["success"], step=info["step"])
-                bar.set_postfix(eval_success=f"{info['success']:.2f}", at=info["step"])
+            if "success" in info:  # the mean over the seeds of their latest evaluation
+                latest[info["seed"]] = info["success"]
+                mean = sum(latest.values()) / len(latest)
+                bar.set_postfix(eval_success=f"{mean:.2f}", at=info["step"])
 
         try:
-            agent, evals = train.train(
-                agent,
+            _, evals = train.train_seeds(
+                stacked,
                 dataset,
-                env,
+                envs,
                 train_config,
                 config.out_dir,
                 header=header,
@@ -389,20 +367,7 @@ def main(config: RunConfig) -> int:
             )
         except (train.NonFiniteLossError, KeyboardInterrupt) as error:
             return stopped(error, config.out_dir)
-    final = evals[-1] if evals else {}
-    summary = dict(
-        config=header["run"],
-        agent_config=header["agent_config"],
-        final=final,
-        evaluations=evals,
-        wall_time_s=time.perf_counter() - start,
-        versions=_versions(),
-    )
-    (config.out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(
-        f"{config.agent} on {config.env}: success {final.get('success', float('nan')):.2f} "
-        f"after {total} steps ({summary['wall_time_s'] / 60:.1f} min); run in {config.out_dir}"
-    )
+    summarise(config, header, seeds, evals, time.perf_counter() - start)
     return 0
 
 

@@ -55,6 +55,27 @@ def test_num_seeds_names_the_run_directory_after_its_seeds():
     assert run.resolve(run.RunConfig(seed=3)).out_dir.name.endswith("-seed3")
 
 
+def test_resume_needs_a_checkpoint_of_the_same_seeds(tmp_path, capsys):
+    import jax.numpy as jnp
+
+    from interpolant_rl.train import save_checkpoint
+
+    save_checkpoint(tmp_path / "checkpoint.eqx", jnp.zeros(1), {"seeds": [0], "step": 10})
+    for seed, num_seeds, seeds in ((3, 1, "[3]"), (0, 2, "[0, 1]")):
+        config = run.RunConfig(
+            data_dir=tmp_path / "data",
+            out_dir=tmp_path,
+            resume=True,
+            seed=seed,
+            num_seeds=num_seeds,
+        )
+        assert run.main(config) == 2
+        err = capsys.readouterr().err
+        assert f"holds a checkpoint of seeds [0], not one of seeds {seeds}" in err
+        assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "data").exists()  # nothing generated
+
+
 def test_plot_makes_a_png_with_seed_intervals(tmp_path):
     import json
 

@@ -3,7 +3,9 @@ checkpoints, exact resume, and non-finite losses."""
 
 import dataclasses
 import json
+import shutil
 
+import equinox as eqx
 import gymnasium
 import jax
 import jax.numpy as jnp
@@ -12,7 +14,7 @@ import pytest
 from helpers import read_scalars
 
 from interpolant_rl import agents, train
-from interpolant_rl.data import Transitions
+from interpolant_rl.data import ReplayBuffer, Transitions
 
 
 class PointMass(gymnasium.Env):
@@ -108,6 +110,9 @@ def test_offline_online_run_logs_and_checkpoints(tmp_path):
     assert train_rows[-1]["step"] == 70 and train_rows[-1]["online"] == 1
     header = train.read_checkpoint_header(tmp_path / "checkpoint.eqx")
     assert header["step"] == 70 and header["train_config"]["horizon"] == 2
+    # one seed: the run directory itself, a checkpoint with a seed axis of length 1
+    assert header["seeds"] == [CONFIG.seed] and header["seed_steps"] == [70]
+    assert not any(path.name.startswith("seed") for path in tmp_path.iterdir())
     assert (tmp_path / "eval.csv").read_text().splitlines()[0].startswith("step,success")
     tensorboard = [(step, value) for tag, step, value in read_scalars(tmp_path)]
     tags = {tag for tag, _, _ in read_scalars(tmp_path)}
@@ -155,18 +160,35 @@ def test_resume_continues_exactly(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         train.train(make_agent(), DATA, PointMass(), CONFIG, cut_dir, progress=interrupt)
     assert train.read_checkpoint_header(cut_dir / "checkpoint.eqx")["step"] == 30
-    resumed, _ = train.train(make_agent(), DATA, PointMass(), CONFIG, cut_dir, resume=True)
-    for a, b in zip(
-        jax.tree.leaves(eqx_arrays(full)), jax.tree.leaves(eqx_arrays(resumed)), strict=True
-    ):
-        np.testing.assert_array_equal(a, b)
-    assert _rows(full_dir, "train") == _rows(cut_dir, "train")
-    assert _rows(full_dir, "eval") == _rows(cut_dir, "eval")
+    legacy_dir = tmp_path / "legacy"
+    shutil.copytree(cut_dir, legacy_dir)
+    _to_legacy_checkpoint(legacy_dir / "checkpoint.eqx")
+    for run_dir in (cut_dir, legacy_dir):
+        resumed, _ = train.train(make_agent(), DATA, PointMass(), CONFIG, run_dir, resume=True)
+        for a, b in zip(
+            jax.tree.leaves(eqx_arrays(full)), jax.tree.leaves(eqx_arrays(resumed)), strict=True
+        ):
+            np.testing.assert_array_equal(a, b)
+        assert _rows(full_dir, "train") == _rows(run_dir, "train")
+        assert _rows(full_dir, "eval") == _rows(run_dir, "eval")
+
+
+def _to_legacy_checkpoint(path):
+    """Rewrite a one-seed checkpoint as `train` wrote it before it ran on a seed axis
+    (interpolant_rl 0.1.0): one unstacked agent and buffer, no per-seed counters."""
+
+    like = (make_agent(), ReplayBuffer.create(1, 1, CONFIG.online_steps))
+    stacked, header = train.load_checkpoint(path, _map_arrays(lambda x: x[None], like))
+    per_seed = ("seeds", "seed_steps", "seed_episodes", "format", "format_version", "library")
+    header = {k: v for k, v in header.items() if k not in per_seed}
+    train.save_checkpoint(path, _map_arrays(lambda x: x[0], stacked), header)
+
+
+def _map_arrays(fn, tree):
+    return jax.tree.map(lambda x: fn(x) if eqx.is_array(x) else x, tree)
 
 
 def eqx_arrays(tree):
-    import equinox as eqx
-
     return eqx.filter(tree, eqx.is_array)
 
 
@@ -182,8 +204,6 @@ def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(tmp_path):
     config = dataclasses.replace(CONFIG, online_steps=0)
     agent = make_agent()
     # a NaN learning signal: rewards become NaN after the arrays were validated
-    import equinox as eqx
-
     bad = eqx.tree_at(lambda t: t.rewards, bad, jnp.full_like(bad.rewards, jnp.nan))
     with pytest.raises(train.NonFiniteLossError, match="critic_loss"):
         train.train(agent, bad, PointMass(), config, tmp_path)

@@ -1,6 +1,6 @@
-"""`train_seeds`: N seeds trained as one program match N single-seed `train` runs, write one
-run directory per seed, resume exactly (offline and from an online checkpoint), and shard the
-seed axis over several devices."""
+"""`train_seeds`: N seeds trained as one program give each seed the run it would have next to any
+other seeds, match single-seed `train` runs, write one run directory per seed, resume exactly
+(offline and from an online checkpoint), and shard the seed axis over several devices."""
 
 import dataclasses
 import json
@@ -19,9 +19,11 @@ from test_train import CONFIG as TRAIN_CONFIG, DATA, PointMass
 from interpolant_rl import agents, train
 
 
-# Seed s of the N-seed program and `train` alone with that seed run the same computations, but
-# vmapped: XLA batches the matmuls and may order their sums differently, so they agree to float32
-# rounding (observed: <= 2e-6 relative after CONFIG's 70 updates), not bit for bit.
+# A seed's run is the same bits next to any other seeds (N >= 2: one vmapped program). Alone
+# (`train`, N = 1) it runs the unvmapped single-seed program: the same computations, but XLA lays
+# out and sums a matmul batched over seeds in another order than a single one (it does so too
+# for a vmap over a seed axis of length 1), so the two agree to float32 rounding, not bit for bit
+# (observed: <= 2e-6 relative after CONFIG's 70 updates).
 RTOL, ATOL = 1e-4, 1e-6
 # checkpoints every 10 steps: also one at the first online episode end (step 55), which the
 # online resume test starts from
@@ -31,11 +33,17 @@ TESTS = Path(__file__).resolve().parent
 
 
 class DensePointMass(PointMass):
-    """PointMass rewarded -|x - 0.5| at every step: returns depend on every action taken."""
+    """PointMass rewarded -|x - 0.5| at every step (returns depend on every action taken), its
+    episodes 11-15 steps long depending on the reset seed: odd lengths end mid-chunk, so seeds
+    drift apart online and wait for each other at evaluation and checkpoint marks."""
+
+    def reset(self, *, seed=None, options=None):
+        self.limit = 11 + (seed or 0) % 5
+        return super().reset(seed=seed, options=options)
 
     def step(self, action):
-        ob, _, terminated, truncated, info = super().step(action)
-        return ob, -abs(self.x - 0.5), terminated, truncated, info
+        ob, _, terminated, _, info = super().step(action)
+        return ob, -abs(self.x - 0.5), terminated, self.t >= self.limit, info
 
 
 def agent_config():
@@ -96,6 +104,29 @@ def test_make_agents_stacks_single_agents_exactly(stacked):
             np.testing.assert_array_equal(a, b)
 
 
+def test_a_seed_runs_the_same_bits_next_to_any_other_seeds(stacked, full_run, tmp_path):
+    # seed 1 trained next to seed 0 (as entry 1) instead of next to seed 2 (as entry 0): its
+    # episodes end at other steps than its neighbour's, so it waits at other marks
+    run_dir, trained, evals, _ = full_run
+    fresh = train.make_agents("fql", 1, 2, [0, 1], agent_config())
+    # the template's static parts (optimisers), so the programs compiled for `stacked` serve
+    neighbours = eqx.combine(
+        eqx.filter(fresh, eqx.is_array), eqx.filter(stacked, eqx.is_array, inverse=True)
+    )
+    envs = [DensePointMass(), DensePointMass()]
+    config = dataclasses.replace(CONFIG, seed=0)
+    other, other_evals = train.train_seeds(neighbours, DATA, envs, config, tmp_path)
+    for a, b in zip(
+        arrays(train.select_seed(other, 1)), arrays(train.select_seed(trained, 0)), strict=True
+    ):
+        np.testing.assert_array_equal(a, b)
+    for stream in ("train", "eval"):
+        assert rows(tmp_path / "seed1", stream) == rows(run_dir / "seed1", stream)
+    assert [row["step"] for row in rows(tmp_path / "seed0", "train")] != [
+        row["step"] for row in rows(tmp_path / "seed1", "train")
+    ]
+
+
 def test_each_seed_matches_train_alone_with_its_seed(stacked, full_run, tmp_path):
     run_dir, trained, evals, _ = full_run
     for index, seed in enumerate(SEEDS):
@@ -116,10 +147,12 @@ def test_each_seed_matches_train_alone_with_its_seed(stacked, full_run, tmp_path
         assert_rows_close(rows(seed_dir, "eval"), rows(single_dir, "eval"))
         assert len({row["episode_return"] for row in evals[index]}) > 1  # not all alike
         assert [row["step"] for row in evals[index]] == [row["step"] for row in single_evals]
-        # the online phase drifts: episodes end mid-chunk, so seeds log at their own steps
         assert any(row.get("online") for row in rows(seed_dir, "train"))
         assert (seed_dir / "train.csv").read_text().startswith("step,")
         assert (seed_dir / "eval.csv").read_text().startswith("step,success")
+    # the online phase drifts: episodes end mid-chunk, so seeds log at their own steps
+    steps = [[row["step"] for row in rows(run_dir / f"seed{seed}", "train")] for seed in SEEDS]
+    assert steps[0] != steps[1]
     header = train.read_checkpoint_header(run_dir / "checkpoint.eqx")
     assert header["seeds"] == SEEDS and header["seed_steps"] == [70, 70]
     assert header["step"] == 70 and header["train_config"]["seed"] == CONFIG.seed

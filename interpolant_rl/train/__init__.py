@@ -1,4 +1,5 @@
-"""Training: offline then online loops, evaluation, metrics logging and resumable checkpoints."""
+"""Training: one driver for N >= 1 seeds (offline then online), evaluation, metrics logging and
+resumable checkpoints."""
 
 from ._checkpoint import (
     load_checkpoint as load_checkpoint,
@@ -9,13 +10,11 @@ from ._logging import MetricsLogger as MetricsLogger
 from ._loop import (
     evaluate as evaluate,
     evaluation_env as evaluation_env,
+    make_agents as make_agents,
     NonFiniteLossError as NonFiniteLossError,
+    select_seed as select_seed,
     train as train,
+    train_seeds as train_seeds,
     TrainConfig as TrainConfig,
 )
-from ._seeds import (
-    make_agents as make_agents,
-    seed_sharding as seed_sharding,
-    select_seed as select_seed,
-    train_seeds as train_seeds,
-)
+from ._sharding import seed_sharding as seed_sharding

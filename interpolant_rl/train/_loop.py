@@ -1,7 +1,8 @@
-r"""Offline then online training of any agent, with evaluation, logging and resumable
-checkpoints.
+r"""Offline then online training of $N \ge 1$ seeds of any agent, with evaluation, logging and
+resumable checkpoints: one driver, [`train_seeds`][interpolant_rl.train.train_seeds], of which
+[`train`][interpolant_rl.train.train] is the one-seed form.
 
-The loop, for a [`TrainConfig`][interpolant_rl.train.TrainConfig]:
+The schedule, for a [`TrainConfig`][interpolant_rl.train.TrainConfig]:
 
 1. **Offline:** `offline_steps` agent updates on chunks of the offline dataset, `updates_per_call`
    of them per jitted call (one `lax.scan`).
@@ -13,17 +14,47 @@ The loop, for a [`TrainConfig`][interpolant_rl.train.TrainConfig]:
 3. **Evaluation** every `eval_interval` steps (offline updates and online environment steps count
    alike) and at the end: `eval_episodes` episodes, success = the last step's `info["success"]`.
 
-Determinism: every random draw derives from `seed` (the update keys from the step number,
-evaluation and online episodes, random actions included, from their index), so the same seed
-gives the same metrics on CPU, and a run resumed from a checkpoint continues exactly as if
-uninterrupted. Checkpoints are saved every `checkpoint_interval` steps (online: at the first
-episode end after that), at the end, and on Ctrl-C; a non-finite loss stops the run with [`NonFiniteLossError`][interpolant_rl.train.NonFiniteLossError],
-keeping the last good checkpoint.
+**The seed axis.** The agents are one *stacked* PyTree (every array has a leading seed axis of
+length $N$; [`make_agents`][interpolant_rl.train.make_agents] builds it; `train` stacks its one
+agent with $N = 1$), and every device computation is one jitted call of the single-seed program
+applied to every seed: vmapped over the axis when $N > 1$, and called on the seed's own arrays
+when $N = 1$ (a vmap over one seed compiles to a program that is slower on CPU and whose rounding
+matches no other $N$; see `_per_seed`). The calls:
+
+- **offline:** one per block of `updates_per_call` updates, each seed sampling its own batches;
+- **online:** $N$ environments (one per seed), one call for the actions of all $N$ per chunk,
+  $N$ stacked replay buffers, one call appending a chunk's transitions, one for the updates;
+- **evaluation:** $N$ environments stepped together, one call for all $N$ actions per chunk.
+
+**Seeding.** Seed $s$ of $N$ is `config.seed + s`, and every random draw of a seed derives from
+it alone (the update keys from the step number, evaluation and online episodes, random actions
+included, from their index), so the same seeds give the same metrics on CPU, a run resumed from
+a checkpoint continues exactly as if uninterrupted, and seed $s$'s run does not depend on the
+other seeds. Its results match a one-seed run of `config.seed + s` to float rounding, not bit for
+bit: the vmapped program batches every matmul over the seeds, and XLA may lay out and sum a
+batched product in another order than a single one.
+
+**Sharding.** The seed axis is split over a one-dimensional mesh of `devices` (default: every
+device when $N > 1$, the first when $N = 1$; see [`seed_sharding`][interpolant_rl.train.seed_sharding]):
+each device trains $N / \#\text{devices}$ seeds, and the offline dataset is replicated.
+
+**Episodes of different lengths.** Seeds act in lockstep, one chunk each per round, but their
+step counts drift apart online: a chunk stops early at an episode end. A seed that reaches an
+evaluation mark, or an episode end with a checkpoint due, waits (makes no step) until every
+seed has reached one; then the due evaluations run together and, once every seed is between
+episodes, the checkpoint is written. Waiting changes nothing in a seed's own run.
+
+**Checkpoints** (`{run_dir}/checkpoint.eqx`, one file for all seeds) are saved every
+`checkpoint_interval` steps (online: at the first episode end after that), at the end, and on
+Ctrl-C; a non-finite loss stops the run with
+[`NonFiniteLossError`][interpolant_rl.train.NonFiniteLossError], keeping the last good one.
 """
 
 import copy
 import dataclasses
+import json
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +64,14 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
+from jaxtyping import PyTree
 
-from ..agents import AbstractAgent
+from ..agents import AbstractAgent, make_agent
 from ..data import mixed_batch, ReplayBuffer, sample_chunks, Transitions
-from ._checkpoint import load_checkpoint, save_checkpoint
+from ._checkpoint import load_checkpoint, read_checkpoint_header, save_checkpoint
 from ._logging import MetricsLogger
+from ._sharding import constrain, get, get_tree, put, put_tree, seed_sharding
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -60,7 +94,7 @@ class TrainConfig:
     eval_interval: int = 50_000  # steps between evaluations
     eval_episodes: int = 50  # episodes per evaluation
     checkpoint_interval: int = 50_000  # steps between checkpoints
-    seed: int = 0  # every random draw derives from it
+    seed: int = 0  # every random draw derives from it (seed s of N: seed + s)
     tensorboard: bool = (
         False  # also log to {run_dir}/tensorboard (extra: interpolant_rl[tensorboard])
     )
@@ -86,60 +120,58 @@ class TrainConfig:
             raise ValueError(f"online_fraction must lie in [0, 1], got {self.online_fraction}")
 
 
-@eqx.filter_jit
-def _offline_call(agent, transitions, key, num_updates, batch_size, horizon, discount):
-    batch_keys = jr.split(jr.fold_in(key, 0), num_updates)
-    batches = jax.vmap(lambda k: sample_chunks(transitions, k, batch_size, horizon, discount))(
-        batch_keys
-    )
-    return agent.update(batches, jr.fold_in(key, 1))
+# --------------------------------------------------------------------------------------------
+# Agents on a seed axis
 
 
-@eqx.filter_jit
-def _online_call(
-    agent, transitions, buffer, key, num_updates, batch_size, online_size, horizon, discount
-):
-    def both(k):
-        k1, k2 = jr.split(k)
-        offline = sample_chunks(transitions, k1, batch_size - online_size, horizon, discount)
-        online = buffer.sample(k2, online_size, horizon, discount)
-        return mixed_batch(offline, online)
-
-    batches = jax.vmap(both)(jr.split(jr.fold_in(key, 0), num_updates))
-    return agent.update(batches, jr.fold_in(key, 1))
-
-
-# the old buffer is donated: adding a row must not copy the whole buffer every environment step
-_add = eqx.filter_jit(ReplayBuffer.add, donate="all")
-
-# Per-environment-step key arithmetic, compiled: eagerly, `jr.split` plus unpacking costs ~50 us
-# and `jr.fold_in` ~100 us per call on CPU (one dispatch per primitive), as much as a one-step
-# policy's whole action; compiled, each is one ~10 us dispatch with identical values.
-_split_pair = jax.jit(lambda key: tuple(jr.split(key)))
-_fold_in = jax.jit(jr.fold_in)
+def make_agents(
+    name: str, obs_dim: int, action_dim: int, seeds: Sequence[int], config: Any = None
+) -> AbstractAgent:
+    """One agent per seed, stacked: agent `name` built as
+    [`make_agent`][interpolant_rl.agents.make_agent]`(name, obs_dim, action_dim,
+    jax.random.key(seed), config)` for each of `seeds`, in one `eqx.filter_vmap`. Every array
+    gets a leading axis of `len(seeds)`; the static parts (configuration, optimiser) are shared.
+    Entry `s` equals the agent `make_agent` builds from `seeds[s]` exactly.
+    """
+    seeds = [int(seed) for seed in seeds]
+    if not seeds:
+        raise ValueError("make_agents: seeds must not be empty")
+    keys = jnp.stack([jr.key(seed) for seed in seeds])
+    return eqx.filter_vmap(lambda key: make_agent(name, obs_dim, action_dim, key, config))(keys)
 
 
-def _rollout_action(agent: AbstractAgent, ob, key) -> np.ndarray:
-    """One action (chunk) for one environment observation, as the rollouts call it: the
-    observation converted on the host (a NumPy float32 array goes to `act` as it is)."""
-    return np.asarray(agent.act(np.asarray(ob, dtype=np.float32), key))
+def select_seed(agents: AbstractAgent, index: int) -> AbstractAgent:
+    """Entry `index` of stacked agents (as [`make_agents`][interpolant_rl.train.make_agents]
+    builds and [`train_seeds`][interpolant_rl.train.train_seeds] returns them): an ordinary
+    agent, e.g. to `act` with or to compare with a single-seed run."""
+    return _entry(agents, index)
 
 
-def evaluation_env(env):
-    """A second environment configured like `env`, for evaluation: evaluating in the training
-    environment would reset it in the middle of an online episode, which then continued from
-    the evaluation's last state. Registered environments (OGBench's) are re-made from their
-    spec (the same id, keyword arguments and wrappers); others are deep-copied. `None` for
-    `None`."""
-    if env is None:
-        return None
-    if getattr(env, "spec", None) is not None:
-        return gymnasium.make(env.spec)
-    return copy.deepcopy(env)
+def _entry(tree: PyTree, index: int) -> PyTree:
+    """Entry `index` along the seed axis of every array of `tree`."""
+    arrays, static = eqx.partition(tree, eqx.is_array)
+    return eqx.combine(jax.tree.map(lambda x: x[index], arrays), static)
 
 
-# How every random draw derives from the seed; shared with `train_seeds`, which must derive
-# them exactly as `train` does for its seeds to match single-seed runs.
+def _stack(tree: PyTree) -> PyTree:
+    """`tree` (e.g. an agent or a buffer) with a seed axis of length 1 on every array."""
+    arrays, static = eqx.partition(tree, eqx.is_array)
+    return eqx.combine(jax.tree.map(lambda x: x[None], arrays), static)
+
+
+def _num_seeds(agents: AbstractAgent) -> int:
+    leaves = jax.tree.leaves(eqx.filter(agents, eqx.is_array))
+    sizes = {x.shape[0] if x.ndim else None for x in leaves}
+    if len(sizes) != 1 or None in sizes:
+        raise ValueError(
+            "train_seeds: agents must be stacked (every array with the same leading seed axis, "
+            "as make_agents builds them)"
+        )
+    return sizes.pop()
+
+
+# --------------------------------------------------------------------------------------------
+# How every random draw of a seed derives from it
 
 
 def _online_size(config: TrainConfig) -> int:
@@ -165,34 +197,600 @@ def _evaluation_seed(step: int) -> int:
     return 10**6 + step
 
 
-def evaluate(agent: AbstractAgent, env, episodes: int, horizon: int, seed: int) -> dict[str, float]:
-    """Run `episodes` episodes (seeded `seed`, `seed + 1`, ...), executing each action chunk
-    open-loop; returns the mean `success` (the last step's `info["success"]`) and `return`."""
-    successes, returns = [], []
-    for episode in range(episodes):
-        ob, info = env.reset(seed=seed + episode)
-        key = jr.key(seed + episode)
-        total, done = 0.0, False
-        while not done:
-            key, act_key = _split_pair(key)
-            chunk = _rollout_action(agent, ob, act_key)
-            for action in chunk.reshape(horizon, -1):
-                ob, reward, terminated, truncated, info = env.step(action)
-                total += float(reward)
+# --------------------------------------------------------------------------------------------
+# The device programs: the single-seed program applied to every seed of the stacked arguments
+
+
+def _per_seed(fn: Callable, *args: PyTree) -> PyTree:
+    """`fn` applied to each seed's slice of `args` (PyTrees whose arrays all have a leading
+    seed axis), its results stacked along that axis again.
+
+    Several seeds: `eqx.filter_vmap(fn)`. One seed: `fn` on the seed's own arrays (the axis
+    removed, then restored), i.e. the single-seed program itself. A vmap over a seed axis of
+    length 1 would compile differently: XLA drops the unit axis and may then lay out a matmul
+    otherwise (e.g. transpose the other operand), so its rounding matches neither a single
+    seed's program nor a seed of a vmap over $N \\ge 2$, and it runs slower on CPU
+    (`benchmarks/multi_seed.py`).
+    """
+    arrays, static = eqx.partition(args, eqx.is_array)
+    if jax.tree.leaves(arrays)[0].shape[0] > 1:
+        return eqx.filter_vmap(fn)(*args)
+    out = fn(*eqx.combine(jax.tree.map(lambda x: x[0], arrays), static))
+    return _stack(out)
+
+
+def _offline_call(agent, transitions, key, num_updates, batch_size, horizon, discount):
+    """One seed's offline block: `num_updates` updates on batches it samples with `key`."""
+    batch_keys = jr.split(jr.fold_in(key, 0), num_updates)
+    batches = jax.vmap(lambda k: sample_chunks(transitions, k, batch_size, horizon, discount))(
+        batch_keys
+    )
+    return agent.update(batches, jr.fold_in(key, 1))
+
+
+def _online_call(
+    agent, transitions, buffer, key, num_updates, batch_size, online_size, horizon, discount
+):
+    """One seed's online updates, on batches mixing the offline data and its replay buffer."""
+
+    def both(k):
+        k1, k2 = jr.split(k)
+        offline = sample_chunks(transitions, k1, batch_size - online_size, horizon, discount)
+        online = buffer.sample(k2, online_size, horizon, discount)
+        return mixed_batch(offline, online)
+
+    batches = jax.vmap(both)(jr.split(jr.fold_in(key, 0), num_updates))
+    return agent.update(batches, jr.fold_in(key, 1))
+
+
+@eqx.filter_jit
+def _offline_calls(
+    agents, transitions, seeds, steps, num_updates, batch_size, horizon, discount, sharding
+):
+    """Every seed's offline block, its key derived from its seed and step."""
+
+    def one(agent, seed, step):
+        key = jr.fold_in(jr.key(seed), step)
+        return _offline_call(agent, transitions, key, num_updates, batch_size, horizon, discount)
+
+    return constrain(_per_seed(one, agents, seeds, steps), sharding)
+
+
+def _select(mask, new: PyTree, old: PyTree) -> PyTree:
+    """`new` where `mask` (one flag per seed), `old` elsewhere."""
+    new_arrays, static = eqx.partition(new, eqx.is_array)
+    old_arrays = eqx.filter(old, eqx.is_array)
+
+    def pick(a, b):
+        return jnp.where(mask.reshape(mask.shape + (1,) * (a.ndim - 1)), a, b)
+
+    return eqx.combine(jax.tree.map(pick, new_arrays, old_arrays), static)
+
+
+@eqx.filter_jit
+def _online_calls(
+    agents,
+    transitions,
+    buffers,
+    seeds,
+    steps,
+    active,
+    num_updates,
+    batch_size,
+    online_size,
+    horizon,
+    discount,
+    sharding,
+):
+    """The online updates of the seeds flagged `active` (the others are returned unchanged)."""
+
+    def one(agent, buffer, seed, step):
+        key = jr.fold_in(jr.key(seed), step)
+        return _online_call(
+            agent,
+            transitions,
+            buffer,
+            key,
+            num_updates,
+            batch_size,
+            online_size,
+            horizon,
+            discount,
+        )
+
+    new, metrics = _per_seed(one, agents, buffers, seeds, steps)
+    if seeds.shape[0] > 1:  # a single seed is always active: the loop calls only when it is
+        new = _select(active, new, agents)
+    return constrain((new, metrics), sharding)
+
+
+@eqx.filter_jit
+def _online_actions(agents, observations, seeds, episodes, chunk_indices, size, sharding):
+    """Each seed's agent chunk and uniform random chunk for its current chunk of its episode."""
+
+    def one(agent, observation, seed, episode, chunk_index):
+        action_key, uniform_key = _episode_keys(jr.key(seed), episode)
+        action = agent.policy(observation[None], jr.fold_in(action_key, chunk_index))[0]
+        uniform = jr.uniform(jr.fold_in(uniform_key, chunk_index), (size,), minval=-1)
+        return action, uniform
+
+    outputs = _per_seed(one, agents, observations, seeds, episodes, chunk_indices)
+    return constrain(outputs, sharding)
+
+
+@eqx.filter_jit
+def _acting_policies(agents, sharding):
+    """Every seed's [`acting_policy`][interpolant_rl.agents.AbstractAgent.acting_policy],
+    stacked: what an evaluation acts with, holding only the arrays acting reads (so each call
+    of `_evaluation_actions` hands over those, not the whole agents)."""
+    return constrain(_per_seed(lambda agent: agent.acting_policy(), agents), sharding)
+
+
+@eqx.filter_jit
+def _evaluation_actions(policies, observations, key_data, sharding):
+    """One evaluation chunk of every seed: split its key, act with the second half."""
+
+    def one(policy, observation, data):
+        key, action_key = jr.split(jr.wrap_key_data(data))
+        return policy(observation[None], action_key)[0], jr.key_data(key)
+
+    return constrain(_per_seed(one, policies, observations, key_data), sharding)
+
+
+@eqx.filter_jit(donate="all")
+def _add_chunks(buffers, rows, counts, sharding):
+    """Append the first `counts[s]` of seed `s`'s `horizon` rows to its buffer."""
+
+    def one(buffer, rows, count):
+        def body(buffer, inputs):
+            index, row = inputs
+            keep = index < count
+            # a row that is not kept rewrites the row already there and leaves size/position
+            current = jax.tree.leaves(
+                jax.tree.map(lambda column: column[buffer.position], buffer.storage)
+            )
+            row = [jnp.where(keep, new, old) for new, old in zip(row, current, strict=True)]
+            added = buffer.add(*row)
+            size = jnp.where(keep, added.size, buffer.size)
+            position = jnp.where(keep, added.position, buffer.position)
+            return eqx.tree_at(lambda b: (b.size, b.position), added, (size, position)), None
+
+        horizon = rows[0].shape[0]
+        buffer, _ = jax.lax.scan(body, buffer, (jnp.arange(horizon), rows))
+        return buffer
+
+    return constrain(_per_seed(one, buffers, rows, counts), sharding)
+
+
+# --------------------------------------------------------------------------------------------
+# Evaluation
+
+
+def evaluation_env(env):
+    """A second environment configured like `env`, for evaluation: evaluating in the training
+    environment would reset it in the middle of an online episode, which then continued from
+    the evaluation's last state. Registered environments (OGBench's) are re-made from their
+    spec (the same id, keyword arguments and wrappers); others are deep-copied. `None` for
+    `None`."""
+    if env is None:
+        return None
+    if getattr(env, "spec", None) is not None:
+        return gymnasium.make(env.spec)
+    return copy.deepcopy(env)
+
+
+def _evaluation_chunks(policies, observations, key_data, sharding):
+    """One step of an evaluation, on the host: every seed's action chunk and next key data for
+    its observation and key data (NumPy arrays with a leading seed axis), from the stacked
+    `_acting_policies`."""
+    chunks, key_data = _evaluation_actions(
+        policies, put(observations, sharding), put(key_data, sharding), sharding
+    )
+    return get(chunks), get(key_data)
+
+
+def _evaluate(
+    agents, envs, which, first_seeds, episodes, horizon, sharding
+) -> dict[int, dict[str, float]]:
+    """The evaluation of the seeds with indices `which`: seed `s` runs `episodes` episodes in
+    `envs[s]`, seeded `first_seeds[s]`, `first_seeds[s] + 1`, ..., each action chunk executed
+    open-loop; one call computes the chunks of all seeds. Returns each seed's mean `success`
+    (the last step's `info["success"]`) and `episode_return`."""
+    num = len(envs)
+    key_data = np.stack([np.asarray(jr.key_data(jr.key(0)))] * num)
+    observations = None
+    episode = dict.fromkeys(which, 0)
+    total = dict.fromkeys(which, 0.0)
+    successes = {s: [] for s in which}
+    returns = {s: [] for s in which}
+
+    def start(s):
+        nonlocal observations
+        seed = first_seeds[s] + episode[s]
+        ob, _ = envs[s].reset(seed=seed)
+        if observations is None:
+            observations = np.zeros((num, *np.shape(ob)), np.float32)
+        observations[s] = ob
+        key_data[s] = np.asarray(jr.key_data(jr.key(seed)))
+        total[s] = 0.0
+
+    for s in which:
+        start(s)
+    policies = _acting_policies(agents, sharding)
+    running = list(which)
+    while running:
+        chunks, new_key_data = _evaluation_chunks(policies, observations, key_data, sharding)
+        for s in list(running):
+            key_data[s] = new_key_data[s]
+            done = False
+            for action in chunks[s].reshape(horizon, -1):
+                ob, reward, terminated, truncated, info = envs[s].step(action)
+                total[s] += float(reward)
                 done = terminated or truncated
                 if done:
                     break
-        successes.append(float(info.get("success", 0.0)))
-        returns.append(total)
-    return dict(success=float(np.mean(successes)), episode_return=float(np.mean(returns)))
+            observations[s] = ob
+            if done:
+                successes[s].append(float(info.get("success", 0.0)))
+                returns[s].append(total[s])
+                episode[s] += 1
+                if episode[s] == episodes:
+                    running.remove(s)
+                else:
+                    start(s)
+    return {
+        s: dict(success=float(np.mean(successes[s])), episode_return=float(np.mean(returns[s])))
+        for s in which
+    }
 
 
-def _check_finite(metrics: dict[str, Any], step: int) -> dict[str, float]:
-    last = {name: float(np.asarray(values)[-1]) for name, values in metrics.items()}
-    for name, values in metrics.items():
-        if not np.all(np.isfinite(np.asarray(values))):
-            raise NonFiniteLossError(f"{name} became non-finite by step {step}")
-    return last
+def evaluate(agent: AbstractAgent, env, episodes: int, horizon: int, seed: int) -> dict[str, float]:
+    """Run `episodes` episodes of `agent` in `env` (seeded `seed`, `seed + 1`, ...), executing
+    each action chunk open-loop; returns the mean `success` (the last step's
+    `info["success"]`) and `episode_return`.
+
+    This is the training loop's evaluation of one seed (the loop evaluates all its seeds
+    together, one call per chunk for all of them): in episode `e` the key starts as
+    `jax.random.key(seed + e)` and is split before each chunk, the second half acting.
+    """
+    sharding = seed_sharding(1, jax.devices()[:1])
+    return _evaluate(_stack(agent), [env], [0], [seed], episodes, horizon, sharding)[0]
+
+
+# --------------------------------------------------------------------------------------------
+# The driver
+
+
+def _check_finite(metrics, which, steps, seeds) -> dict[int, dict[str, float]]:
+    """The last value of each metric of the seeds `which`; `NonFiniteLossError` if any is
+    not finite."""
+    lasts = {}
+    for s in which:
+        for name, values in metrics.items():
+            if not np.all(np.isfinite(values[s])):
+                raise NonFiniteLossError(
+                    f"{name} became non-finite by step {steps[s]} (seed {seeds[s]})"
+                )
+        lasts[s] = {name: float(values[s][-1]) for name, values in metrics.items()}
+    return lasts
+
+
+def _saved_rows(path: Path, step: int) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line]
+    return [row for row in rows if row["step"] <= step]
+
+
+def _load(path: Path, agents, buffers, seeds):
+    """`(agents, buffers, steps, episodes)` from the checkpoint at `path`, checked to be one of
+    `seeds`. A checkpoint without `seeds` in its header was written by `train` before it ran on
+    a seed axis (version 0.1.0): one unstacked agent and buffer, read for a run of one seed."""
+    saved = read_checkpoint_header(path)
+    saved_seeds = saved.get("seeds", seeds if len(seeds) == 1 else None)
+    if saved_seeds != seeds:
+        raise ValueError(
+            f"{path}: a checkpoint of seeds {saved.get('seeds')}, not of this run's seeds {seeds}"
+        )
+    if "seeds" not in saved:
+        (agent, buffer), saved = load_checkpoint(path, (_entry(agents, 0), _entry(buffers, 0)))
+        return _stack(agent), _stack(buffer), [saved["step"]], [saved["episode"]]
+    (agents, buffers), saved = load_checkpoint(path, (agents, buffers))
+    return agents, buffers, list(saved["seed_steps"]), list(saved["seed_episodes"])
+
+
+def train_seeds(
+    agents: AbstractAgent,
+    dataset: Transitions,
+    envs: Sequence[Any] | None,
+    config: TrainConfig,
+    run_dir: str | Path,
+    *,
+    header: dict[str, Any] | None = None,
+    resume: bool = False,
+    progress: Callable[[int, dict[str, Any]], None] | None = None,
+    devices: Sequence[jax.Device] | None = None,
+    eval_envs: Sequence[Any] | None = None,
+) -> tuple[AbstractAgent, list[list[dict[str, Any]]]]:
+    """Train $N \\ge 1$ seeds of one configuration together, offline on `dataset` then online,
+    with evaluations, logs and checkpoints (see the module docstring): every device computation
+    is one jitted call for all seeds, sharded over `devices`.
+
+    Seed $s$ is `config.seed + s`; its random draws derive from it alone, so its run does not
+    depend on the other seeds and matches a one-seed run of `config.seed + s` (e.g.
+    [`train`][interpolant_rl.train.train] of an agent made from `jax.random.key(config.seed +
+    s)`) to float rounding. Online, seeds act one chunk each per round; a seed that reaches an
+    evaluation mark, or an episode end with a checkpoint due, waits until all have, so the
+    evaluations run together and the checkpoint is taken with every seed between episodes.
+
+    **Arguments:**
+
+    - `agents`: $N$ freshly created agents, stacked (e.g.
+      [`make_agents`][interpolant_rl.train.make_agents]`(name, obs_dim, action_dim,
+      range(config.seed, config.seed + N), agent_config)`); entry $s$ trains as seed
+      `config.seed + s`. Also the template a checkpoint is read into.
+    - `dataset`: the offline [`Transitions`][interpolant_rl.data.Transitions], shared by all seeds.
+    - `envs`: $N$ gymnasium environments, one per seed (evaluation and the online phase); or
+      `None` when `online_steps == 0` and evaluation is not wanted.
+    - `config`: the schedule; `config.seed` is the first seed.
+    - `run_dir`: where the logs (`train.jsonl/csv`, `eval.jsonl/csv`, and TensorBoard's with
+      `config.tensorboard`) go: `run_dir` itself for one seed, `{run_dir}/seed{k}/` for seed
+      `k` of several (each a run directory for `experiments/plot.py`); the checkpoint of all
+      seeds is `{run_dir}/checkpoint.eqx`.
+    - `header`: extra JSON recorded in every checkpoint (e.g. the full run configuration).
+    - `resume`: continue from `{run_dir}/checkpoint.eqx` (written for the same seeds).
+    - `progress`: a callable `progress(steps, info)`, called for each seed's logged rows with
+      `info["seed"]` the seed; `steps` summed over all calls reaches $N\\times$ the total steps.
+    - `devices`: the devices to shard the seeds over (default: `jax.devices()` for several
+      seeds, `jax.devices()[:1]` for one); $N$ must be a multiple of their number.
+    - `eval_envs`: the $N$ environments evaluations run in (default:
+      [`evaluation_env`][interpolant_rl.train.evaluation_env] of each of `envs`, separate
+      copies, so an evaluation never interrupts an online episode).
+
+    **Returns:** `(agents, eval_rows)`: the trained stacked agents (sharded like the inputs)
+    and, per seed, its evaluation rows.
+
+    The checkpoint header holds `header`, `train_config`, `seeds`, `seed_steps` and
+    `seed_episodes` (per seed), and `step` and `episode` (their minimum). Every process of a
+    multi-host run must call `train_seeds` identically; only process 0 writes files.
+    """
+    run_dir = Path(run_dir)
+    num = _num_seeds(agents)
+    seeds = [config.seed + s for s in range(num)]
+    if devices is None and num == 1:
+        devices = jax.devices()[:1]
+    sharding = seed_sharding(num, devices)
+    replicated = NamedSharding(sharding.mesh, PartitionSpec())
+    if envs is not None:
+        envs = list(envs)
+        if len(envs) != num:
+            raise ValueError(f"train_seeds: {num} seeds need {num} environments, got {len(envs)}")
+    elif config.online_steps > 0:
+        raise ValueError("train_seeds: online_steps > 0 needs environments (envs=None)")
+    if eval_envs is None and envs is not None:
+        eval_envs = [evaluation_env(env) for env in envs]
+    checkpoint_path = run_dir / "checkpoint.eqx"
+    obs_dim, action_dim = dataset.obs_dim, dataset.action_dim
+    total = config.offline_steps + config.online_steps
+    learning_starts = config.offline_steps + config.random_action_steps
+    buffer = ReplayBuffer.create(obs_dim, action_dim, max(config.online_steps, 1))
+    buffers = jax.tree.map(lambda x: np.broadcast_to(x, (num, *x.shape)), buffer)
+    steps, episodes = [0] * num, [0] * num
+    if resume:
+        agents, buffers, steps, episodes = _load(checkpoint_path, get_tree(agents), buffers, seeds)
+    agents, buffers = put_tree(agents, sharding), put_tree(buffers, sharding)
+    dataset = put_tree(dataset, replicated)
+    seed_array = put(np.asarray(seeds, np.int32), sharding)
+    log_dirs = [run_dir] if num == 1 else [run_dir / f"seed{seed}" for seed in seeds]
+    eval_rows = [
+        _saved_rows(directory / "eval.jsonl", steps[s]) if resume else []
+        for s, directory in enumerate(log_dirs)
+    ]
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices("train_seeds: logs read")
+    loggers = []
+    if jax.process_index() == 0:
+        for s, directory in enumerate(log_dirs):
+            resume_step = steps[s] if resume else None
+            loggers.append(
+                MetricsLogger(directory, resume_step=resume_step, tensorboard=config.tensorboard)
+            )
+    header = dict(header or {}, train_config=dataclasses.asdict(config), seeds=seeds)
+    last_checkpoint = list(steps)
+
+    def to_devices(x):
+        return put(np.asarray(x), sharding)
+
+    def log(s, stream, row):
+        if stream == "eval":
+            eval_rows[s].append(row)
+        if loggers:
+            loggers[s].log(stream, row)
+
+    def save():
+        state = (get_tree(agents), get_tree(buffers))
+        if jax.process_index() == 0:
+            counters = dict(seed_steps=list(steps), seed_episodes=list(episodes))
+            save_checkpoint(
+                checkpoint_path,
+                state,
+                dict(header, step=min(steps), episode=min(episodes), **counters),
+            )
+
+    def evaluate_seeds(which):
+        if eval_envs is None:
+            return
+        which = [s for s in which if not any(row["step"] == steps[s] for row in eval_rows[s])]
+        if not which:
+            return
+        start = time.perf_counter()
+        results = _evaluate(
+            agents,
+            eval_envs,
+            which,
+            [_evaluation_seed(step) for step in steps],
+            config.eval_episodes,
+            config.horizon,
+            sharding,
+        )
+        elapsed = time.perf_counter() - start
+        for s in which:
+            row = dict(step=steps[s], **results[s], eval_time_s=elapsed)
+            log(s, "eval", row)
+            if progress is not None:
+                progress(0, dict(row, seed=seeds[s]))
+
+    def due(s):  # an unforced evaluation: at the interval's multiples
+        return steps[s] % config.eval_interval == 0 and steps[s] > 0
+
+    try:
+        if resume:  # an interruption may have come between an update and its evaluation
+            evaluate_seeds([s for s in range(num) if due(s)])
+        # ---- offline: all seeds move together
+        while steps[0] < config.offline_steps:
+            step = steps[0]
+            until_eval = config.eval_interval - step % config.eval_interval
+            n = min(config.updates_per_call, config.offline_steps - step, until_eval)
+            new_agents, metrics = _offline_calls(
+                agents,
+                dataset,
+                seed_array,
+                to_devices(np.asarray(steps, np.int32)),
+                n,
+                config.batch_size,
+                config.horizon,
+                config.discount,
+                sharding,
+            )
+            lasts = _check_finite(get_tree(metrics), range(num), [step + n] * num, seeds)
+            agents, steps = new_agents, [step + n] * num
+            for s in range(num):
+                log(s, "train", dict(step=steps[s], **lasts[s]))
+            if progress is not None:
+                for s in range(num):
+                    progress(n, dict(lasts[s], seed=seeds[s]))
+            evaluate_seeds([s for s in range(num) if due(s)])
+            if steps[0] - last_checkpoint[0] >= config.checkpoint_interval:
+                save()
+                last_checkpoint = list(steps)
+        # ---- online: one chunk per seed per round
+        online_size = _online_size(config)
+        chunk_size = config.horizon * action_dim
+        observations = np.zeros((num, obs_dim), np.float32)
+        at_boundary = [True] * num  # between episodes: the next chunk starts one
+        chunk_index = [0] * num
+        evaluation_due, checkpoint_due = [False] * num, [False] * num
+        while any(step < total for step in steps):
+            running = [
+                s
+                for s in range(num)
+                if steps[s] < total and not (evaluation_due[s] or checkpoint_due[s])
+            ]
+            if not running:  # every seed waits at a mark: evaluate, then checkpoint if possible
+                evaluate_seeds([s for s in range(num) if evaluation_due[s]])
+                if any(checkpoint_due) and all(at_boundary):
+                    save()
+                    last_checkpoint = list(steps)
+                evaluation_due, checkpoint_due = [False] * num, [False] * num
+                continue
+            for s in running:
+                if at_boundary[s]:
+                    observations[s], _ = envs[s].reset(seed=_reset_seed(seeds[s], episodes[s]))
+                    at_boundary[s], chunk_index[s] = False, 0
+            actions, uniforms = get_tree(
+                _online_actions(
+                    agents,
+                    to_devices(observations),
+                    seed_array,
+                    to_devices(np.asarray(episodes, np.int32)),
+                    to_devices(np.asarray(chunk_index, np.int32)),
+                    chunk_size,
+                    sharding,
+                )
+            )
+            # the chunk's transitions, in `ReplayBuffer.add`'s order of fields
+            rows = [
+                np.zeros((num, config.horizon, *shape), np.float32)
+                for shape in ((obs_dim,), (action_dim,), (), (), (obs_dim,), ())
+            ]
+            executed, episode_over = [0] * num, [False] * num
+            for s in running:
+                # the first `random_action_steps` online steps are uniformly random
+                random_left = learning_starts - steps[s]
+                chunk = actions[s]
+                if random_left >= config.horizon:
+                    chunk = uniforms[s]
+                elif random_left > 0:  # the chunk crosses into the agent's phase
+                    head = random_left * action_dim
+                    chunk = np.concatenate([uniforms[s][:head], actions[s][head:]])
+                chunk_index[s] += 1
+                ob = observations[s]
+                for j, action in enumerate(chunk.reshape(config.horizon, -1)):
+                    next_ob, reward, terminated, truncated, _ = envs[s].step(action)
+                    episode_over[s] = terminated or truncated
+                    row = (ob, action, reward, 1.0 - float(terminated), next_ob, episode_over[s])
+                    for column, value in zip(rows, row, strict=True):
+                        column[s, j] = value
+                    ob, executed[s] = next_ob, executed[s] + 1
+                    if episode_over[s] or steps[s] + executed[s] >= total:
+                        break
+                observations[s] = ob
+            buffers = _add_chunks(
+                buffers,
+                [to_devices(column) for column in rows],
+                to_devices(np.asarray(executed)),
+                sharding,
+            )
+            first_steps = steps
+            steps = [step + count for step, count in zip(steps, executed, strict=True)]
+            # no updates while the actions are random; then utd updates per executed step
+            counts = {
+                s: config.utd * (steps[s] - max(first_steps[s], learning_starts)) for s in running
+            }
+            counts = {s: count for s, count in counts.items() if count > 0}
+            step_array = to_devices(np.asarray(steps, np.int32))
+            lasts = {}
+            for num_updates in sorted(set(counts.values())):
+                group = [s for s, count in counts.items() if count == num_updates]
+                new_agents, metrics = _online_calls(
+                    agents,
+                    dataset,
+                    buffers,
+                    seed_array,
+                    step_array,
+                    to_devices(np.isin(np.arange(num), group)),
+                    num_updates,
+                    config.batch_size,
+                    online_size,
+                    config.horizon,
+                    config.discount,
+                    sharding,
+                )
+                lasts.update(_check_finite(get_tree(metrics), group, steps, seeds))
+                agents = new_agents
+            for s in running:
+                if s in lasts:
+                    log(s, "train", dict(step=steps[s], **lasts[s], online=1))
+                if steps[s] % config.eval_interval < executed[s]:
+                    evaluation_due[s] = True
+                if episode_over[s] or steps[s] >= total:
+                    at_boundary[s], episodes[s] = True, episodes[s] + 1
+                    if steps[s] - last_checkpoint[s] >= config.checkpoint_interval:
+                        checkpoint_due[s] = True
+            if progress is not None:
+                for s in running:
+                    progress(executed[s], dict(lasts.get(s, {}), seed=seeds[s]))
+        evaluate_seeds(range(num))
+        save()
+    except KeyboardInterrupt:
+        save()
+        raise
+    finally:
+        for logger in loggers:
+            logger.close()
+    return agents, eval_rows
 
 
 def train(
@@ -204,10 +802,12 @@ def train(
     *,
     header: dict[str, Any] | None = None,
     resume: bool = False,
-    progress=None,
+    progress: Callable[[int, dict[str, Any]], None] | None = None,
     eval_env=None,
 ) -> tuple[AbstractAgent, list[dict[str, Any]]]:
-    """Train `agent` offline on `dataset`, then online in `env` (see the module docstring).
+    """Train one `agent` offline on `dataset`, then online in `env`: [`train_seeds`][interpolant_rl.train.train_seeds]
+    with one seed, `config.seed` (the agent stacked on a seed axis of length 1, on the first
+    device), returning the agent unstacked.
 
     **Arguments:**
 
@@ -226,134 +826,15 @@ def train(
 
     **Returns:** `(agent, eval_rows)`.
     """
-    if eval_env is None:
-        eval_env = evaluation_env(env)
-    run_dir = Path(run_dir)
-    checkpoint_path = run_dir / "checkpoint.eqx"
-    obs_dim, action_dim = dataset.obs_dim, dataset.action_dim
-    capacity = max(config.online_steps, 1)
-    buffer = ReplayBuffer.create(obs_dim, action_dim, capacity)
-    step, episode = 0, 0
-    if resume:
-        (agent, buffer), saved = load_checkpoint(checkpoint_path, (agent, buffer))
-        step, episode = saved["step"], saved["episode"]
-    logger = MetricsLogger(
-        run_dir, resume_step=step if resume else None, tensorboard=config.tensorboard
+    agents, (eval_rows,) = train_seeds(
+        _stack(agent),
+        dataset,
+        None if env is None else [env],
+        config,
+        run_dir,
+        header=header,
+        resume=resume,
+        progress=progress,
+        eval_envs=None if eval_env is None else [eval_env],
     )
-    header = dict(header or {}, train_config=dataclasses.asdict(config))
-    total = config.offline_steps + config.online_steps
-    key = jr.key(config.seed)
-    last_checkpoint = step
-
-    def save():
-        save_checkpoint(checkpoint_path, (agent, buffer), dict(header, step=step, episode=episode))
-
-    def maybe_evaluate(force=False):
-        if eval_env is None:
-            return
-        if force or (step % config.eval_interval == 0 and step > 0):
-            if any(row["step"] == step for row in logger.rows("eval")):
-                return
-            start = time.perf_counter()
-            result = evaluate(
-                agent, eval_env, config.eval_episodes, config.horizon, _evaluation_seed(step)
-            )
-            row = dict(step=step, **result, eval_time_s=time.perf_counter() - start)
-            logger.log("eval", row)
-            if progress is not None:
-                progress(0, row)
-
-    try:
-        if resume:
-            maybe_evaluate()  # an interruption may have come between an update and its evaluation
-        # ---- offline
-        while step < config.offline_steps:
-            until_eval = config.eval_interval - step % config.eval_interval
-            n = min(config.updates_per_call, config.offline_steps - step, until_eval)
-            call_key = jr.fold_in(key, step)
-            new_agent, metrics = _offline_call(
-                agent, dataset, call_key, n, config.batch_size, config.horizon, config.discount
-            )
-            last = _check_finite(metrics, step + n)
-            agent, step = new_agent, step + n
-            logger.log("train", dict(step=step, **last))
-            if progress is not None:
-                progress(n, last)
-            maybe_evaluate()
-            if step - last_checkpoint >= config.checkpoint_interval:
-                save()
-                last_checkpoint = step
-        # ---- online
-        online_size = _online_size(config)
-        ob = None
-        while step < total:
-            if ob is None:
-                ob, _ = env.reset(seed=_reset_seed(config.seed, episode))
-                episode_key, random_key = _episode_keys(key, episode)
-                chunk_index = 0
-            # the first `random_action_steps` online steps are uniformly random (no agent call)
-            random_left = config.offline_steps + config.random_action_steps - step
-            if random_left < config.horizon:
-                chunk = _rollout_action(agent, ob, _fold_in(episode_key, chunk_index))
-            if random_left > 0:
-                uniform = jr.uniform(
-                    _fold_in(random_key, chunk_index), (config.horizon * action_dim,), minval=-1
-                )
-                if random_left >= config.horizon:
-                    chunk = np.asarray(uniform)
-                else:  # the chunk crosses into the agent's phase
-                    head = random_left * action_dim
-                    chunk = np.concatenate([np.asarray(uniform)[:head], chunk[head:]])
-            chunk_index += 1
-            first_step = step
-            episode_over = False
-            executed = 0
-            for action in chunk.reshape(config.horizon, -1):
-                next_ob, reward, terminated, truncated, info = env.step(action)
-                episode_over = terminated or truncated
-                buffer = _add(
-                    buffer,
-                    jnp.asarray(ob, jnp.float32),
-                    jnp.asarray(action, jnp.float32),
-                    jnp.float32(reward),
-                    jnp.float32(1.0 - float(terminated)),
-                    jnp.asarray(next_ob, jnp.float32),
-                    jnp.float32(float(episode_over)),
-                )
-                ob, step, executed = next_ob, step + 1, executed + 1
-                if episode_over or step >= total:
-                    break
-            learning = step - max(first_step, config.offline_steps + config.random_action_steps)
-            last = {}
-            if learning > 0:  # no updates while the actions are random
-                new_agent, metrics = _online_call(
-                    agent,
-                    dataset,
-                    buffer,
-                    jr.fold_in(key, step),
-                    config.utd * learning,
-                    config.batch_size,
-                    online_size,
-                    config.horizon,
-                    config.discount,
-                )
-                last = _check_finite(metrics, step)
-                agent = new_agent
-                logger.log("train", dict(step=step, **last, online=1))
-            if progress is not None:
-                progress(executed, last)
-            if step % config.eval_interval < executed:
-                maybe_evaluate(force=True)
-            if episode_over or step >= total:
-                ob, episode = None, episode + 1
-                if step - last_checkpoint >= config.checkpoint_interval:
-                    save()
-                    last_checkpoint = step
-        maybe_evaluate(force=True)
-        save()
-    except KeyboardInterrupt:
-        save()
-        raise
-    finally:
-        logger.close()
-    return agent, logger.rows("eval")
+    return select_seed(agents, 0), eval_rows
