@@ -110,6 +110,15 @@ def test_act_equals_the_whole_agent_policy(name):
     assert len(acting) < len(arrays(agent))
 
 
+def test_acting_leaves_the_agent_unchanged():
+    # whatever act remembers must not live on the agent: its tree (the scan carry of update)
+    agent = agents.make_agent("ofql", OBS_DIM, ACTION_DIM, jr.key(0), tiny_config("ofql"))
+    before = jax.tree.structure(agent)
+    agent.act(jnp.ones(OBS_DIM), jr.key(1))
+    assert jax.tree.structure(agent) == before
+    agent.update(random_batch(jr.key(2), lead=(2,)), jr.key(3))
+
+
 def test_act_reuses_the_program_across_agents_and_tells_shapes_apart():
     agent = agents.make_agent("ofql", OBS_DIM, ACTION_DIM, jr.key(0), tiny_config("ofql"))
     obs, key = jnp.ones(OBS_DIM), jr.key(1)

@@ -14,6 +14,7 @@ optimiser state), compiled once per agent structure.
 
 import abc
 import functools
+import weakref
 
 import equinox as eqx
 import jax
@@ -130,12 +131,6 @@ class AbstractAgent(eqx.Module):
         """
         return _scan_updates(self, batch, key)
 
-    @functools.cached_property
-    def _compiled_policy(self) -> "_CompiledPolicy":
-        # Per instance (a cached property is an attribute, not a pytree field): an agent is
-        # immutable, so its acting policy is built and flattened once, on its first `act`.
-        return _CompiledPolicy(type(self).acting_policy(self))
-
     @_pytree_method
     def act(
         self, observations: Float[ArrayLike, "*batch obs_dim"], key: PRNGKeyArray
@@ -145,18 +140,35 @@ class AbstractAgent(eqx.Module):
 
         Acting is the online rollout's inner loop, so it is kept cheap: the
         [`acting_policy`][interpolant_rl.agents.AbstractAgent.acting_policy] sub-module, which
-        holds only the arrays a decision reads, is built and flattened once per agent (the
-        agent is immutable; the result is kept on the instance, not in a global cache) and run
-        by a `jax.jit` keyed on its structure, so agents of equal configuration share the
-        compiled program and each call hands over only those arrays. (`eqx.filter_jit` would
-        compile the same program but re-flatten and re-hash the policy on every call, which
-        costs more than a one-step policy's forward pass.)
+        holds only the arrays a decision reads, is run by a `jax.jit` keyed on its structure,
+        so agents of equal configuration share the compiled program and each call hands over
+        only those arrays. Building and flattening the policy costs about as much as a
+        one-step policy's forward pass, so the last agent's is remembered (one slot, checked
+        by identity through a weak reference): a rollout's repeated calls on one agent pay it
+        once. (`eqx.filter_jit` would compile the same program but re-flatten and re-hash the
+        policy on every call: half the actions per second of a one-step policy.)
         """
         if not (
             isinstance(observations, np.ndarray | jax.Array) and observations.dtype == np.float32
         ):
             observations = jnp.asarray(observations, dtype=jnp.float32)
-        return self._compiled_policy(observations, key)
+        return _compiled_policy(self)(observations, key)
+
+
+_LAST: list = [None, None]  # [weak reference to the last agent that acted, its _CompiledPolicy]
+
+
+def _compiled_policy(agent: AbstractAgent) -> "_CompiledPolicy":
+    # One slot, not a cache per agent: an attribute on the (immutable) instance would change its
+    # pytree structure (Equinox flattens the instance dictionary), a dictionary keyed by id()
+    # would have to be emptied.
+    reference, compiled = _LAST
+    if reference is not None and reference() is agent:
+        return compiled
+    compiled = _CompiledPolicy(type(agent).acting_policy(agent))
+    if not compiled.traced:  # inside a transformation: nothing kept, no tracer leaks
+        _LAST[:] = [weakref.ref(agent), compiled]
+    return compiled
 
 
 class _Array:
@@ -174,6 +186,7 @@ class _CompiledPolicy:
     def __init__(self, policy: AbstractPolicy):
         leaves, treedef = jax.tree_util.tree_flatten(policy)
         self.arrays = [leaf for leaf in leaves if eqx.is_array(leaf)]
+        self.traced = any(isinstance(array, jax.core.Tracer) for array in self.arrays)
         self.structure = (treedef, tuple(_ARRAY if eqx.is_array(x) else x for x in leaves))
 
     def __call__(self, observations, key):
