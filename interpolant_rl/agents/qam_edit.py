@@ -1,7 +1,7 @@
 r"""QAM-EDIT — QAM with a bounded, SAC-style edit policy on top of the fine-tuned flow.
 
 Algorithm box, per update: the critic's TD step with $a'$ the edited action at $s'$; QAM's
-behaviour-flow and adjoint-matching steps ([`AdjointMatchedFlow`][interpolant_rl.agents.qam.AdjointMatchedFlow]);
+behaviour-flow and adjoint-matching steps ([`AdjointMatchedFlow`][interpolant_rl.agents.AdjointMatchedFlow]);
 then one step of the edit policy ([`ActionEdit`][interpolant_rl.agents.ActionEdit]) on the SAC loss
 $\operatorname{mean}[\alpha\log\pi_\psi(e\mid s, a_\theta) - Q(s, \operatorname{clip}(a_\theta + \lambda e))]$
 around the QAM action $a_\theta$, and one step of its temperature $\alpha$ toward the target

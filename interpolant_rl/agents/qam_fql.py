@@ -2,8 +2,8 @@ r"""QAM-FQL — QAM's adjoint-matched flow distilled into an FQL one-step policy
 
 Algorithm box, per update: the critic's TD step with $a' = \operatorname{clip}(\mu_\omega(s', z))$;
 QAM's behaviour-flow and adjoint-matching steps
-([`AdjointMatchedFlow`][interpolant_rl.agents.qam.AdjointMatchedFlow]); then one FQL step of the
-one-step policy ([`OneStepDistilled`][interpolant_rl.agents.fql.OneStepDistilled]) on
+([`AdjointMatchedFlow`][interpolant_rl.agents.AdjointMatchedFlow]); then one FQL step of the
+one-step policy ([`OneStepDistilled`][interpolant_rl.agents.OneStepDistilled]) on
 $\alpha\|\mu_\omega(s, z) - \operatorname{clip}(\mathrm{ODE}_{f_\theta}(s, z), -1, 1)\|^2
 - Q(s, \operatorname{clip}(\mu_\omega(s, z)))$, whose teacher is the *fine-tuned* flow
 $f_\theta$ (FQL's is the behaviour flow), its actions clipped to $[-1, 1]$. Act with
