@@ -6,6 +6,8 @@
     python experiments/run.py --agent rlpd         # online only: 1000 random steps, then 19k
     python experiments/run.py --preset paper       # the QAM paper's configuration (needs a GPU)
     python experiments/run.py --agent bam --protocol reference   # the reference script's values
+    python experiments/run.py --agent fql --fql.alpha 30 --fql.critic.rho 0   # any agent setting
+    python experiments/run.py --agent cgql_linex --help   # the agent's settings and their defaults
     python experiments/run.py --resume --out-dir runs/qam-cube-single-0
 
 The dataset is read from `--data-dir` (OGBench's file format) or generated there with the
@@ -26,7 +28,7 @@ import sys
 import time
 from importlib.metadata import version
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import tyro
 from tqdm import tqdm
@@ -94,53 +96,10 @@ class RunConfig:
     """Updates per jitted call in the offline phase."""
 
 
-PRESETS = {
-    "cpu": dict(
-        dataset_episodes=100,
-        offline_steps=20_000,
-        online_steps=0,
-        random_action_steps=0,
-        batch_size=256,
-        width=256,
-        depth=2,
-        num_critics=2,
-        eval_interval=5000,
-        eval_episodes=10,
-    ),
-    "paper": dict(
-        dataset_episodes=1000,
-        offline_steps=1_000_000,
-        online_steps=500_000,
-        random_action_steps=0,
-        batch_size=256,
-        width=512,
-        depth=4,
-        num_critics=10,
-        eval_interval=50_000,
-        eval_episodes=50,
-    ),
-}
-
-
-# Agents whose schedule differs from the presets'. RLPD is online only (the protocol: no offline
-# phase, 5000 random-action steps before training, 50/50 offline/online batches); on CPU it gets
-# the offline phase's budget of 20k steps as online steps, of which the first 1000 (5 %: five
-# 200-step cube-single episodes) are random; the paper's 1 % would be a single episode.
-AGENT_PRESETS = {
-    "rlpd": {
-        "cpu": dict(offline_steps=0, online_steps=20_000, random_action_steps=1000),
-        "paper": dict(offline_steps=0, random_action_steps=5000),
-    },
-}
-
-
 def resolve(config: RunConfig) -> RunConfig:
     """Fill unset fields from the agent's preset, then the preset, and check every value before
     any work starts."""
-    preset = {
-        **PRESETS[config.preset],
-        **AGENT_PRESETS.get(config.agent, {}).get(config.preset, {}),
-    }
+    preset = train.preset(config.preset, config.agent)
     filled = {k: v for k, v in preset.items() if getattr(config, k) is None}
     # the domain-wide settings of the QAM study (chunk 5 and dense rewards outside its domains)
     domain = agents.domain_of(config.env)
@@ -293,11 +252,13 @@ def summarise(config: RunConfig, header: dict, seeds: list[int], evals: list, wa
     )
 
 
-def main(config: RunConfig) -> int:
+def main(config: RunConfig, agent_cfg: Any = None) -> int:
+    """Run `config`; `agent_cfg` (default: [`agent_config`](#agent_config) of the resolved
+    run) is the agent's configuration."""
     start = time.perf_counter()
     try:
         config = resolve(config)
-        agent_cfg = agent_config(config)
+        agent_cfg = agent_config(config) if agent_cfg is None else agent_cfg
     except ValueError as error:
         print(f"run.py: error: {error}", file=sys.stderr)
         return 2
@@ -371,5 +332,57 @@ def main(config: RunConfig) -> int:
     return 0
 
 
+def _agent_given(argv: list[str]) -> bool:
+    return any(a == "--agent" or a.startswith("--agent=") for a in argv)
+
+
+def parse(argv: list[str]) -> tuple[RunConfig, Any]:
+    """The command line, parsed in two passes. The run's own flags come first (`RunConfig`);
+    they decide the agent's defaults — its paper configuration with the dataset domain's
+    values, the preset's sizes, `--chunk`, `--discount` and `--tau`
+    ([`agent_config`](#agent_config)) — and every remaining `--AGENT.FIELD VALUE` (e.g.
+    `--fql.alpha 30`, `--qam.critic.rho 0`, `--cgql-linex.tau 3`) sets one field of that
+    configuration on top. With `--help`: the run's flags, or with `--agent NAME` the agent's
+    fields with those defaults and each field's comment (both exit).
+
+    **Returns:** `(config, agent_config)`. Raises `ValueError` for a run flag the checks reject
+    (tyro exits with 2 on a malformed flag or an agent value its configuration rejects)."""
+    wants_help = any(a in ("-h", "--help") for a in argv)
+    if wants_help and not _agent_given(argv):
+        tyro.cli(
+            RunConfig,
+            args=["--help"],
+            description=f"{__doc__.split(chr(10) * 2)[0]}\n\nEvery agent setting: "
+            "run.py --agent NAME --help.",
+        )
+    rest = [a for a in argv if a not in ("-h", "--help")]
+    config, unknown = tyro.cli(RunConfig, args=rest, return_unknown_args=True)
+    defaults = agent_config(resolve(config))
+    if not (unknown or wants_help):
+        return config, defaults
+    fields = [(config.agent, type(defaults), dataclasses.field(default=defaults))]
+    settings = dataclasses.make_dataclass("AgentSettings", fields, frozen=True)
+    parsed = tyro.cli(
+        settings,
+        args=unknown + (["--help"] if wants_help else []),
+        prog=f"run.py --agent {config.agent}",
+        description=f"{config.agent}'s settings; defaults: its paper configuration for "
+        f"{config.env} (domain values, the {config.preset} preset's sizes, chunk, discount, "
+        "tau). The run's own flags: run.py --help.",
+    )
+    return config, getattr(parsed, config.agent)
+
+
+def cli(argv: list[str] | None = None) -> int:
+    """`main` on the parsed command line ([`parse`](#parse)); exit code 2 and one line for a
+    rejected value."""
+    try:
+        config, agent_cfg = parse(sys.argv[1:] if argv is None else list(argv))
+    except ValueError as error:
+        print(f"run.py: error: {error}", file=sys.stderr)
+        return 2
+    return main(config, agent_cfg)
+
+
 if __name__ == "__main__":
-    sys.exit(main(tyro.cli(RunConfig)))
+    sys.exit(cli())

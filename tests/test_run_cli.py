@@ -1,23 +1,14 @@
 """experiments/run.py rejects impossible configurations before any work starts."""
 
 import dataclasses
-import importlib.util
 from pathlib import Path
 
 import pytest
 
+from experiments import run
+
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _script(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "experiments" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-run = _script("run")
 
 
 @pytest.mark.parametrize(
@@ -79,7 +70,7 @@ def test_resume_needs_a_checkpoint_of_the_same_seeds(tmp_path, capsys):
 def test_plot_makes_a_png_with_seed_intervals(tmp_path):
     import json
 
-    plot = _script("plot")
+    from experiments import plot
     runs = []
     for seed in range(3):
         run_dir = tmp_path / f"qam-seed{seed}"
@@ -101,9 +92,8 @@ def test_plot_reads_an_unfinished_multi_seed_run(tmp_path):
 
     import jax.numpy as jnp
 
+    from experiments import plot
     from interpolant_rl.train import save_checkpoint
-
-    plot = _script("plot")
     run_dir = tmp_path / "fql-seeds0-1"  # no summary.json yet: only the shared checkpoint
     config = {"agent": "fql", "env": "cube-single-play-singletask-task1-v0"}
     save_checkpoint(run_dir / "checkpoint.eqx", jnp.zeros(2), {"run": config, "step": 20})
@@ -137,3 +127,40 @@ def test_a_run_that_stops_early_exits_with_one_line_naming_why(tmp_path, capsys)
     assert run.stopped(NonFiniteLossError("critic_loss is nan at step 7"), tmp_path) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "critic_loss is nan" in err and str(tmp_path) in err
+
+
+def test_every_agent_setting_reaches_the_agent_from_the_command_line():
+    # no flag for the agent: its configuration for the dataset's domain, sized by the preset
+    config, agent = run.parse(["--agent", "fql"])
+    assert agent == run.agent_config(run.resolve(config))
+    # a field set on the command line wins; the rest keep the domain's and the preset's values
+    _, agent = run.parse(["--agent", "fql", "--fql.alpha", "30", "--fql.critic.rho", "0"])
+    assert (agent.alpha, agent.critic.rho, agent.critic.horizon, agent.actor.width) == (
+        30.0,
+        0.0,
+        5,
+        256,
+    )
+    triple = "cube-triple-play-singletask-task1-v0"
+    assert run.parse(["--agent", "fql", "--env", triple])[1].alpha == 30.0  # Table 4's cell
+    assert run.parse(["--agent", "fql", "--env", triple, "--fql.alpha", "100"])[1].alpha == 100.0
+    # the CGQL variants by name, with their own fields
+    _, cgql = run.parse(["--agent", "cgql_linex", "--cgql-linex.tau", "3"])
+    assert (cgql.variant, cgql.tau) == ("linex", 3.0)
+
+
+def test_agent_help_lists_its_fields_with_the_domain_defaults(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run.parse(["--agent", "fql", "--env", "cube-triple-play-singletask-task1-v0", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "--fql.alpha" in out and "--fql.critic.rho" in out
+    assert "(default: 30.0)" in out  # cube-triple's alpha, not the cube-double default 300
+    assert "distillation weight" in out  # the field's comment
+
+
+def test_a_rejected_agent_value_exits_with_2(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run.parse(["--agent", "fql", "--fql.alpha", "-3"])
+    assert exit_info.value.code == 2
+    assert "alpha must be >= 0" in capsys.readouterr().err

@@ -17,4 +17,5 @@ from ._loop import (
     train_seeds as train_seeds,
     TrainConfig as TrainConfig,
 )
+from ._presets import AGENT_PRESETS as AGENT_PRESETS, preset as preset, PRESETS as PRESETS
 from ._sharding import seed_sharding as seed_sharding
