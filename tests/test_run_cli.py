@@ -71,6 +71,7 @@ def test_plot_makes_a_png_with_seed_intervals(tmp_path):
     import json
 
     from experiments import plot
+
     runs = []
     for seed in range(3):
         run_dir = tmp_path / f"qam-seed{seed}"
@@ -94,6 +95,7 @@ def test_plot_reads_an_unfinished_multi_seed_run(tmp_path):
 
     from experiments import plot
     from interpolant_rl.train import save_checkpoint
+
     run_dir = tmp_path / "fql-seeds0-1"  # no summary.json yet: only the shared checkpoint
     config = {"agent": "fql", "env": "cube-single-play-singletask-task1-v0"}
     save_checkpoint(run_dir / "checkpoint.eqx", jnp.zeros(2), {"run": config, "step": 20})

@@ -34,6 +34,7 @@ PRESETS = {
         eval_episodes=50,
     ),
 }
+"""The presets by name: every `experiments/run.py` field they fill when it is left unset."""
 
 
 # Agents whose schedule differs from the presets'. RLPD is online only (the protocol: no offline
@@ -46,6 +47,7 @@ AGENT_PRESETS = {
         "paper": dict(offline_steps=0, random_action_steps=5000),
     },
 }
+"""Agents whose schedule differs from the presets': agent -> preset -> values on top."""
 
 
 def preset(name: str, agent: str) -> dict[str, Any]:
