@@ -228,14 +228,13 @@ class Recording(PointMass):
 
 
 def test_random_action_steps_are_uniform_then_the_agent_acts(tmp_path):
-    critic = FixedCritic(QuadraticCritic(jnp.eye(2), jnp.zeros(2)))
+    critic = FixedCritic(QuadraticCritic(jnp.eye(2), jnp.zeros(2)), horizon=2)
     agent = ConstantAgent(critic, jnp.asarray(0.0))
     config = train.TrainConfig(
         offline_steps=0,
         online_steps=300,
         random_action_steps=201,  # odd: one chunk of horizon 2 is half random, half the agent's
         batch_size=8,
-        horizon=2,
         eval_interval=10_000,
         eval_episodes=1,
         checkpoint_interval=10_000,
@@ -260,7 +259,6 @@ def test_rlpd_online_only_with_random_steps_resumes_exactly(tmp_path):
         online_steps=40,
         random_action_steps=20,
         batch_size=16,
-        horizon=1,
         eval_interval=20,
         eval_episodes=1,
         checkpoint_interval=10,

@@ -33,7 +33,6 @@ def test_offline_then_online(ogbench_data, tmp_path, name):
         offline_steps=4,
         online_steps=10,
         batch_size=8,
-        horizon=horizon,
         updates_per_call=2,
         eval_interval=10_000,
         eval_episodes=1,

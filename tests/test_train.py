@@ -75,7 +75,6 @@ CONFIG = train.TrainConfig(
     offline_steps=40,
     online_steps=30,
     batch_size=16,
-    horizon=2,
     updates_per_call=10,
     eval_interval=20,
     eval_episodes=2,
@@ -104,7 +103,7 @@ def test_offline_online_run_logs_and_checkpoints(tmp_path):
     agent, evals = train.train(make_agent(), DATA, PointMass(), config, tmp_path)
     # online evaluations happen at the first chunk boundary at or after each interval
     steps = [row["step"] for row in evals]
-    assert steps[:2] == [20, 40] and 60 <= steps[2] < 60 + CONFIG.horizon and steps[3] == 70
+    assert steps[:2] == [20, 40] and 60 <= steps[2] < 60 + 2  # chunks of h = 2 and steps[3] == 70
     assert all(0.0 <= row["success"] <= 1.0 for row in evals)
     train_rows = _rows(tmp_path, "train")
     assert train_rows[-1]["step"] == 70 and train_rows[-1]["online"] == 1
@@ -224,4 +223,4 @@ def test_checkpoint_errors(tmp_path):
     with pytest.raises(ValueError, match="must be >= 0"):
         train.TrainConfig(offline_steps=-1)
     with pytest.raises(ValueError, match="horizon"):
-        train.TrainConfig(horizon=0)
+        agents.CriticConfig(horizon=0)  # the chunk length is the critic's, checked there

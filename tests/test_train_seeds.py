@@ -221,7 +221,7 @@ from test_train_seeds import agent_config, DensePointMass
 from interpolant_rl import train
 
 assert len(jax.devices()) == 4
-config = train.TrainConfig(offline_steps=20, batch_size=16, horizon=2, updates_per_call=10,
+config = train.TrainConfig(offline_steps=20, batch_size=16, updates_per_call=10,
                            eval_interval=20, eval_episodes=1, seed=3)
 stacked = train.make_agents("fql", 1, 2, range(3, 7), agent_config())
 results = {}

@@ -109,6 +109,17 @@ def td_fit(
 class AbstractCritic(eqx.Module):
     """What policy extraction needs from a critic: its values, its target's values, and a TD step."""
 
+    @property
+    @abc.abstractmethod
+    def horizon(self) -> int:
+        """The action-chunk length $h$ of the transitions it learns from (its target discounts
+        the bootstrap by $\\gamma^h$); the training loop cuts the data's chunks to it."""
+
+    @property
+    @abc.abstractmethod
+    def discount(self) -> float:
+        """$\\gamma$ per environment step (chunk rewards are discounted with it)."""
+
     @abc.abstractmethod
     def values(self, cond: Float[Array, " obs_dim"], action: Float[Array, " action_dim"]) -> Array:
         """The $K$ online values $Q_k(s, a)$ of one state and action, shape `(K,)`."""
@@ -163,6 +174,15 @@ class AbstractEnsembleCritic(AbstractCritic):
 
     online: eqx.AbstractVar[Trained]
     target: eqx.AbstractVar[CriticEnsemble]
+    config: eqx.AbstractVar[CriticConfig]
+
+    @property
+    def horizon(self) -> int:
+        return self.config.horizon
+
+    @property
+    def discount(self) -> float:
+        return self.config.discount
 
     def value_function(self):
         return self.online.model.batch_values  # the online ensemble alone
@@ -327,10 +347,14 @@ class FixedCritic(AbstractCritic):
     the TD step does nothing. Use it to run an agent's policy extraction alone against a given
     $Q$ (e.g. [`interpolant_rl.testing.QuadraticCritic`][] in the exact-tilt benchmark).
 
-    **Fields:** `function`, any `(cond, action) -> values` with values of shape `(K,)`.
+    **Fields:** `function`, any `(cond, action) -> values` with values of shape `(K,)`;
+    `horizon` and `discount` (static, default 1 and 0.99), the chunking of the data it is
+    trained beside (no TD uses them).
     """
 
     function: Callable[[Array, Array], Array]
+    horizon: int = eqx.field(static=True, default=1)
+    discount: float = eqx.field(static=True, default=0.99)
 
     def values(self, cond, action):
         return self.function(cond, action)

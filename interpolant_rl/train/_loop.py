@@ -2,7 +2,9 @@ r"""Offline then online training of $N \ge 1$ seeds of any agent, with evaluatio
 resumable checkpoints: one driver, [`train_seeds`][interpolant_rl.train.train_seeds], of which
 [`train`][interpolant_rl.train.train] is the one-seed form.
 
-The schedule, for a [`TrainConfig`][interpolant_rl.train.TrainConfig]:
+The schedule, for a [`TrainConfig`][interpolant_rl.train.TrainConfig]; the data's chunk length
+$h$ (`horizon`) and discount are the agent's critic's
+([`AbstractCritic.horizon`][interpolant_rl.agents.AbstractCritic.horizon]), stated once:
 
 1. **Offline:** `offline_steps` agent updates on chunks of the offline dataset, `updates_per_call`
    of them per jitted call (one `lax.scan`).
@@ -85,8 +87,6 @@ class TrainConfig:
     offline_steps: int = 1_000_000  # agent updates on the offline dataset
     online_steps: int = 0  # environment steps afterwards (QAM protocol: 500k; 0 = offline only)
     batch_size: int = 256  # transitions (chunks) per update
-    horizon: int = 1  # action-chunk length h (5 for manipulation); the agent's critic must match
-    discount: float = 0.99  # gamma, for chunk rewards; the agent's critic must match
     updates_per_call: int = 100  # offline updates per jitted call
     utd: int = 1  # updates per environment step online
     online_fraction: float = 0.5  # share of each online-phase batch drawn from the replay buffer
@@ -105,7 +105,6 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in (
             "batch_size",
-            "horizon",
             "updates_per_call",
             "utd",
             "eval_interval",
@@ -114,8 +113,6 @@ class TrainConfig:
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not 0.0 <= self.discount <= 1.0:
-            raise ValueError(f"discount must lie in [0, 1], got {self.discount}")
         if not 0.0 <= self.online_fraction <= 1.0:
             raise ValueError(f"online_fraction must lie in [0, 1], got {self.online_fraction}")
 
@@ -556,6 +553,9 @@ def train_seeds(
     """
     run_dir = Path(run_dir)
     num = _num_seeds(agents)
+    # the chunk length h and discount of the data the agent learns from: its critic's, stated
+    # once (a chunk's reward is discounted within the chunk, its bootstrap by gamma^h)
+    horizon, discount = agents.critic.horizon, agents.critic.discount
     seeds = [config.seed + s for s in range(num)]
     if devices is None and num == 1:
         devices = jax.devices()[:1]
@@ -597,7 +597,9 @@ def train_seeds(
             loggers.append(
                 MetricsLogger(directory, resume_step=resume_step, tensorboard=config.tensorboard)
             )
-    header = dict(header or {}, train_config=dataclasses.asdict(config), seeds=seeds)
+    # the schedule with the data's chunking (the critic's), as the checkpoint's record of the run
+    schedule = dict(dataclasses.asdict(config), horizon=horizon, discount=discount)
+    header = dict(header or {}, train_config=schedule, seeds=seeds)
     last_checkpoint = list(steps)
 
     def to_devices(x):
@@ -632,7 +634,7 @@ def train_seeds(
             which,
             [_evaluation_seed(step) for step in steps],
             config.eval_episodes,
-            config.horizon,
+            horizon,
             sharding,
         )
         elapsed = time.perf_counter() - start
@@ -660,8 +662,8 @@ def train_seeds(
                 to_devices(np.asarray(steps, np.int32)),
                 n,
                 config.batch_size,
-                config.horizon,
-                config.discount,
+                horizon,
+                discount,
                 sharding,
             )
             lasts = _check_finite(get_tree(metrics), range(num), [step + n] * num, seeds)
@@ -677,7 +679,7 @@ def train_seeds(
                 last_checkpoint = list(steps)
         # ---- online: one chunk per seed per round
         online_size = _online_size(config)
-        chunk_size = config.horizon * action_dim
+        chunk_size = horizon * action_dim
         observations = np.zeros((num, obs_dim), np.float32)
         at_boundary = [True] * num  # between episodes: the next chunk starts one
         chunk_index = [0] * num
@@ -712,7 +714,7 @@ def train_seeds(
             )
             # the chunk's transitions, in `ReplayBuffer.add`'s order of fields
             rows = [
-                np.zeros((num, config.horizon, *shape), np.float32)
+                np.zeros((num, horizon, *shape), np.float32)
                 for shape in ((obs_dim,), (action_dim,), (), (), (obs_dim,), ())
             ]
             executed, episode_over = [0] * num, [False] * num
@@ -720,14 +722,14 @@ def train_seeds(
                 # the first `random_action_steps` online steps are uniformly random
                 random_left = learning_starts - steps[s]
                 chunk = actions[s]
-                if random_left >= config.horizon:
+                if random_left >= horizon:
                     chunk = uniforms[s]
                 elif random_left > 0:  # the chunk crosses into the agent's phase
                     head = random_left * action_dim
                     chunk = np.concatenate([uniforms[s][:head], actions[s][head:]])
                 chunk_index[s] += 1
                 ob = observations[s]
-                for j, action in enumerate(chunk.reshape(config.horizon, -1)):
+                for j, action in enumerate(chunk.reshape(horizon, -1)):
                     next_ob, reward, terminated, truncated, _ = envs[s].step(action)
                     episode_over[s] = terminated or truncated
                     row = (ob, action, reward, 1.0 - float(terminated), next_ob, episode_over[s])
@@ -764,8 +766,8 @@ def train_seeds(
                     num_updates,
                     config.batch_size,
                     online_size,
-                    config.horizon,
-                    config.discount,
+                    horizon,
+                    discount,
                     sharding,
                 )
                 lasts.update(_check_finite(get_tree(metrics), group, steps, seeds))
