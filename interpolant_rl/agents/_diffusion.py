@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 import optax
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import PRNGKeyArray
 
 from .._ddpm import ddpm_sample
 from .._interpolant import VariancePreservingInterpolant
@@ -56,12 +56,6 @@ class DiffusionPolicy(eqx.Module):
         """One optimiser step of the noise field on `loss_fn(field) -> (loss, metrics)`."""
         network, metrics = self.network.minimise(loss_fn)
         return dataclasses.replace(self, network=network), metrics
-
-    def sample(
-        self, observations: Float[Array, "batch obs_dim"], key: PRNGKeyArray
-    ) -> Float[Array, "batch action_dim"]:
-        """DDPM samples for a batch of states, in $[-1, 1]$."""
-        return self.acting_policy()(observations, key)
 
     def acting_policy(self) -> "DDPMPolicy":
         """The noise field alone, acting by the DDPM sampler."""

@@ -133,9 +133,6 @@ class ActionEdit(eqx.Module):
         )
         return dataclasses.replace(self, policy=policy, temperature=temperature), metrics
 
-    def sample(self, observations, base_actions, key):
-        return self.edited(self.policy.model, observations, base_actions, key)
-
 
 def _apply(scale, base_actions, edits):
     return jnp.clip(base_actions + scale * edits, -1.0, 1.0)

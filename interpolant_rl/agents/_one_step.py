@@ -78,6 +78,3 @@ class OneStepDistilled(eqx.Module):
     def acting_policy(self) -> NoisePolicy:
         """$a = \\operatorname{clip}(\\pi_\\omega(z, s), -1, 1)$, $z \\sim \\mathcal N(0, I)$."""
         return NoisePolicy(self.policy.model, self.action_dim)
-
-    def sample(self, observations, key):
-        return self.acting_policy()(observations, key)

@@ -94,8 +94,8 @@ class FEdit(AbstractAgent):
         )
 
     def acting_policy(self):
-        """The edit on top of the behaviour flow: `edit.sample(s, base_actions(s, k1), k2)`
-        with `k1, k2 = split(key)`."""
+        """The edit on top of the behaviour flow: the edit of `base_actions(s, k1)` drawn with
+        `k2`, for `k1, k2 = split(key)`."""
         return self.edit.acting_policy(self.base_policy())
 
 
