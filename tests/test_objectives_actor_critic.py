@@ -76,7 +76,7 @@ def test_edit_stays_in_its_linf_ball_and_the_box():
     )
     obs = jr.normal(jr.key(1), (512, 3))
     base = jnp.clip(jr.normal(jr.key(2), (512, 2)), -1, 1)
-    edited = edit.sample(obs, base, jr.key(3))
+    edited = edit.edited(edit.policy.model, obs, base, jr.key(3))
     assert np.all(np.abs(np.asarray(edited - base)) <= scale + 1e-6)
     assert np.all(np.abs(np.asarray(edited)) <= 1.0)
 
