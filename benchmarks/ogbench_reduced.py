@@ -139,6 +139,8 @@ def _command(args, suite: Suite, agent: str, seed: int, num_seeds: int, out_dir:
         command += ["--data-dir", str(args.data_dir)]
     if (out_dir / "checkpoint.eqx").exists():
         command.append("--resume")  # a program stopped part-way continues where it was
+    elif out_dir.exists():
+        command.append("--overwrite")  # one stopped before its first checkpoint starts again
     return command
 
 

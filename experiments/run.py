@@ -24,6 +24,7 @@ is the same loop with N = 1, its run directory `OUT_DIR` itself. Plot learning c
 import dataclasses
 import importlib.util
 import json
+import math
 import sys
 import time
 from importlib.metadata import version
@@ -53,7 +54,9 @@ class RunConfig:
     out_dir: Path | None = None
     """Run directory (default runs/{agent}-{env}-seed{seed}; with --num-seeds N, runs/{agent}-{env}-seeds{seed}-{seed+N-1})."""
     resume: bool = False
-    """Continue the run in --out-dir from its checkpoint."""
+    """Continue the run in --out-dir from its checkpoint (its recorded configuration must match; see the docs' "Run directories")."""
+    overwrite: bool = False
+    """Clear --out-dir first (a fresh run refuses a directory that holds files)."""
     data_dir: Path | None = None
     """Where OGBench's .npz files are read or generated (default: the library's cache)."""
     dataset_episodes: int | None = None
@@ -137,10 +140,12 @@ def resolve(config: RunConfig) -> RunConfig:
             raise ValueError(
                 f"--{name.replace('_', '-')} must be >= 0, got {getattr(config, name)}"
             )
-    if not 0.0 <= config.discount <= 1.0:
+    if not 0.0 <= config.discount <= 1.0:  # also rejects nan
         raise ValueError(f"--discount must lie in [0, 1], got {config.discount}")
-    if config.tau is not None and config.tau < 0:
-        raise ValueError(f"--tau must be >= 0, got {config.tau}")
+    if config.tau is not None and not (math.isfinite(config.tau) and config.tau >= 0):
+        raise ValueError(f"--tau must be finite and >= 0, got {config.tau}")
+    if config.resume and config.overwrite:
+        raise ValueError("--resume continues the run in --out-dir, --overwrite clears it: not both")
     data.parse_singletask_name(config.env)  # unknown or malformed names fail here
     if config.tensorboard and importlib.util.find_spec("tensorboardX") is None:
         raise ValueError(
@@ -154,17 +159,100 @@ def resolve(config: RunConfig) -> RunConfig:
         config = dataclasses.replace(
             config, out_dir=Path("runs") / f"{config.agent}-{config.env}-{name}"
         )
+    if config.out_dir.exists() and not config.out_dir.is_dir():
+        raise ValueError(f"--out-dir {config.out_dir} is a file, not a run directory")
     if config.resume and not (config.out_dir / "checkpoint.eqx").exists():
         raise ValueError(f"--resume: no checkpoint in {config.out_dir}")
-    if config.resume:
-        saved = train.read_checkpoint_header(config.out_dir / "checkpoint.eqx").get("seeds")
-        if (saved is not None or config.num_seeds > 1) and saved != seeds:
-            kind = "a single-seed checkpoint" if saved is None else f"a checkpoint of seeds {saved}"
-            raise ValueError(
-                f"--resume: {config.out_dir} holds {kind}, not one of seeds {seeds} "
-                "(--seed, --num-seeds)"
-            )
     return config
+
+
+# Run settings that may differ between a run and its resumption: the run's length and cadence,
+# logging, and where files live. Every other `RunConfig` field (agent, env, seeds, sizes, data
+# spec, ...) and every agent setting must match the checkpoint's record. `--offline-steps` may
+# change only while the checkpoint is still inside both offline phases. `--updates-per-call` and
+# `--eval-interval` cut the offline updates into other blocks, whose keys derive from the block's
+# first step: the resumed run is then a run of the same configuration, not bit-for-bit the
+# uninterrupted one.
+RESUMABLE = (
+    "offline_steps",
+    "online_steps",
+    "eval_interval",
+    "eval_episodes",
+    "tensorboard",
+    "updates_per_call",
+    "workers",
+    "data_dir",
+    "out_dir",
+    "resume",
+    "overwrite",
+    "preset",
+)
+
+
+def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            out.update(_flat(item, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: value}
+
+
+def _as_json(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+def agent_settings(agent_cfg: Any) -> dict[str, Any]:
+    """The agent configuration as JSON (nested dicts), as recorded in the checkpoint header."""
+    return _as_json(dataclasses.asdict(agent_cfg))
+
+
+def check_resume(config: RunConfig, agent_cfg: Any) -> None:
+    """Check that the checkpoint in `config.out_dir` was written by this configuration: every
+    `RunConfig` field but those in `RESUMABLE`, and every agent setting, must equal the recorded
+    value. Raises `ValueError` with one line naming each differing field, its recorded and its
+    given value."""
+    path = config.out_dir / "checkpoint.eqx"
+    saved = train.read_checkpoint_header(path)
+    recorded = saved.get("run", {})
+    given = _as_json(dataclasses.asdict(config))
+    seeds = list(range(config.seed, config.seed + config.num_seeds))
+    saved_seeds = saved.get("seeds")
+    if (saved_seeds is not None or config.num_seeds > 1) and saved_seeds != seeds:
+        kind = (
+            "a single-seed checkpoint"
+            if saved_seeds is None
+            else f"a checkpoint of seeds {saved_seeds}"
+        )
+        raise ValueError(
+            f"--resume: {config.out_dir} holds {kind}, not one of seeds {seeds} (--seed, --num-seeds)"
+        )
+    differences = [
+        f"{name}={recorded[name]!r}, not {given[name]!r} (--{name.replace('_', '-')})"
+        for name in given
+        if name not in RESUMABLE and name in recorded and recorded[name] != given[name]
+    ]
+    schedule = saved.get("train_config", {})
+    old_offline = schedule.get("offline_steps", config.offline_steps)
+    if config.offline_steps != old_offline and saved["step"] > min(
+        old_offline, config.offline_steps
+    ):
+        differences.append(
+            f"offline_steps={old_offline}, not {config.offline_steps} (--offline-steps may change "
+            f"only before the checkpoint's step {saved['step']} is past either)"
+        )
+    if not differences and "agent_settings" in saved:
+        old, new = _flat(saved["agent_settings"]), _flat(agent_settings(agent_cfg))
+        prefix = f"--{config.agent.replace('_', '-')}."
+        differences = [
+            f"{key}={old.get(key)!r}, not {new.get(key)!r} ({prefix}{key.replace('_', '-')})"
+            for key in sorted(set(old) | set(new))
+            if old.get(key) != new.get(key)
+        ]
+    elif not differences and saved.get("agent_config", repr(agent_cfg)) != repr(agent_cfg):
+        differences.append(f"agent configuration {saved['agent_config']}, not {agent_cfg!r}")
+    if differences:
+        raise ValueError(f"--resume: {config.out_dir} was trained with " + "; ".join(differences))
 
 
 def agent_config(config: RunConfig):
@@ -183,18 +271,32 @@ def agent_config(config: RunConfig):
     return agent
 
 
+def _checkpoint_state(out_dir: Path) -> str:
+    path = out_dir / "checkpoint.eqx"
+    try:
+        step = train.read_checkpoint_header(path)["step"]
+    except (ValueError, KeyError):
+        return f"no checkpoint was written in {out_dir}: there is nothing to resume"
+    return f"the checkpoint in {out_dir} holds step {step} (continue with --resume)"
+
+
 def stopped(error: BaseException, out_dir: Path) -> int:
-    """The exit code and one-line message for a run that stopped early: a non-finite loss (1; the
-    last good checkpoint is kept) or Ctrl-C (130; a checkpoint was just saved)."""
+    """The exit code and one-line message for a run that stopped early: Ctrl-C (130), a
+    non-finite loss (1) or a file that could not be written, e.g. on a full disk (2). The
+    message says what the run directory holds now: the step of its checkpoint, read back from
+    the file, or that none was written."""
+    state = _checkpoint_state(out_dir)
     if isinstance(error, KeyboardInterrupt):
+        print(f"run.py: interrupted; {state}", file=sys.stderr)
+        return 130
+    if isinstance(error, OSError):  # e.g. a full disk: the machine's problem, like bad input
+        where = f" {error.filename}" if error.filename else ""
         print(
-            f"run.py: interrupted; checkpoint saved in {out_dir} (continue with --resume)",
+            f"run.py: error: cannot write{where} ({error.strerror or error}); {state}",
             file=sys.stderr,
         )
-        return 130
-    print(
-        f"run.py: stopped: {error}; the last good checkpoint is kept in {out_dir}", file=sys.stderr
-    )
+        return 2
+    print(f"run.py: stopped: {error}; {state}", file=sys.stderr)
     return 1
 
 
@@ -202,11 +304,12 @@ def _versions() -> dict[str, str]:
     return {p: version(p) for p in ("interpolant_rl", "jax", "ogbench", "mujoco")}
 
 
-def summarise(config: RunConfig, header: dict, seeds: list[int], evals: list, wall_time: float):
+def summarise(config: RunConfig, header: dict, evals: list, wall_time: float):
     """Write each seed's `summary.json` (configuration, final metrics, evaluations, wall time,
     versions) into its run directory (`OUT_DIR` for one seed, `OUT_DIR/seed{k}` for several),
     for several seeds also an aggregate `OUT_DIR/summary.json` (final success: mean, standard
     deviation, per seed), and print one line."""
+    seeds = list(range(config.seed, config.seed + config.num_seeds))
     total = config.offline_steps + config.online_steps
     versions = _versions()
     several = len(seeds) > 1
@@ -254,15 +357,62 @@ def summarise(config: RunConfig, header: dict, seeds: list[int], evals: list, wa
 
 def main(config: RunConfig, agent_cfg: Any = None) -> int:
     """Run `config`; `agent_cfg` (default: [`agent_config`](#agent_config) of the resolved
-    run) is the agent's configuration."""
+    run) is the agent's configuration.
+
+    Everything that can be checked is checked before any compile, each failure one line on
+    stderr and exit code 2: the configuration, the run directory (locked for this process:
+    fresh, `--overwrite` or `--resume`; see `interpolant_rl.train.RunDirectory`), on resume the
+    checkpoint's recorded configuration ([`check_resume`](#check_resume)) and the metrics files,
+    and the dataset's files. A run that stops later says what its directory holds
+    ([`stopped`](#stopped))."""
     start = time.perf_counter()
     try:
         config = resolve(config)
         agent_cfg = agent_config(config) if agent_cfg is None else agent_cfg
+        if config.resume:  # before the directory is touched: a mismatch changes nothing
+            check_resume(config, agent_cfg)
+        mode = "resume" if config.resume else "overwrite" if config.overwrite else "new"
+        run_dir = train.RunDirectory.open(config.out_dir, mode)
     except ValueError as error:
         print(f"run.py: error: {error}", file=sys.stderr)
         return 2
-    with tqdm(unit="episode", desc="dataset", leave=False) as bar:
+    with run_dir:
+        try:
+            try:
+                prepared = _prepare(config, agent_cfg)
+            except ValueError as error:
+                print(f"run.py: error: {error}", file=sys.stderr)
+                return 2
+            evals = _train(config, *prepared)
+            summarise(config, prepared[-1], evals, time.perf_counter() - start)
+        except train.CheckpointError as error:
+            print(f"run.py: error: {error}", file=sys.stderr)
+            return 2
+        except (train.NonFiniteLossError, KeyboardInterrupt, OSError) as error:
+            return stopped(error, config.out_dir)
+    return 0
+
+
+def _prepare(config: RunConfig, agent_cfg: Any):
+    """The checks and the set-up before any compile: the metrics files of a resumed run, the
+    dataset (generated if missing), one environment per seed, the agents, the training schedule
+    and the header every checkpoint records."""
+    seeds = list(range(config.seed, config.seed + config.num_seeds))
+    if config.resume:  # the metrics files are read before any compile (one line if corrupt)
+        log_dirs = (
+            [config.out_dir] if len(seeds) == 1 else [config.out_dir / f"seed{s}" for s in seeds]
+        )
+        for directory in log_dirs:
+            for stream in ("train", "eval"):
+                train.read_rows(directory / f"{stream}.jsonl")
+    bars = []  # a progress bar only if the dataset is generated
+
+    def generated(episodes):
+        if not bars:
+            bars.append(tqdm(unit="episode", desc="dataset", leave=False))
+        bars[0].update(episodes)
+
+    try:
         env, dataset, _ = data.load_ogbench(
             config.env,
             config.data_dir,
@@ -270,8 +420,11 @@ def main(config: RunConfig, agent_cfg: Any = None) -> int:
             seed=config.data_seed,
             workers=config.workers,
             sparse=config.sparse,
-            progress=bar.update,
+            progress=generated,
         )
+    finally:
+        for bar in bars:
+            bar.close()
     train_config = train.TrainConfig(
         offline_steps=config.offline_steps,
         online_steps=config.online_steps,
@@ -285,19 +438,24 @@ def main(config: RunConfig, agent_cfg: Any = None) -> int:
         tensorboard=config.tensorboard,
     )
     header = dict(
-        run=json.loads(json.dumps(dataclasses.asdict(config), default=str)),
+        run=_as_json(dataclasses.asdict(config)),
         agent_config=repr(agent_cfg),
+        agent_settings=agent_settings(agent_cfg),
     )
     import ogbench
 
     # seeds seed .. seed+N-1, one environment each: `load_ogbench`'s, then more of the same
-    seeds = list(range(config.seed, config.seed + config.num_seeds))
     envs = [env] + [
         ogbench.make_env_and_datasets(config.env, env_only=True) for _ in range(len(seeds) - 1)
     ]
     stacked = train.make_agents(
         config.agent, dataset.obs_dim, dataset.action_dim * config.chunk, seeds, agent_cfg
     )
+    return stacked, dataset, envs, train_config, header
+
+
+def _train(config: RunConfig, stacked, dataset, envs, train_config, header) -> list:
+    seeds = list(range(config.seed, config.seed + config.num_seeds))
     total = config.offline_steps + config.online_steps
     latest = {}
     desc = f"{config.agent} {config.env}" + (f" x{len(seeds)} seeds" if len(seeds) > 1 else "")
@@ -311,23 +469,20 @@ def main(config: RunConfig, agent_cfg: Any = None) -> int:
             if "success" in info:  # the mean over the seeds of their latest evaluation
                 latest[info["seed"]] = info["success"]
                 mean = sum(latest.values()) / len(latest)
-                bar.set_postfix(eval_success=f"{mean:.2f}", at=info["step"])
+                # strings: tqdm prints numbers in its short format (1e+4 for step 10000)
+                bar.set_postfix(eval_success=f"{mean:.2f}", at=str(info["step"]))
 
-        try:
-            _, evals = train.train_seeds(
-                stacked,
-                dataset,
-                envs,
-                train_config,
-                config.out_dir,
-                header=header,
-                resume=config.resume,
-                progress=progress,
-            )
-        except (train.NonFiniteLossError, KeyboardInterrupt) as error:
-            return stopped(error, config.out_dir)
-    summarise(config, header, seeds, evals, time.perf_counter() - start)
-    return 0
+        _, evals = train.train_seeds(
+            stacked,
+            dataset,
+            envs,
+            train_config,
+            config.out_dir,
+            header=header,
+            resume=config.resume,
+            progress=progress,
+        )
+    return evals
 
 
 def _agent_given(argv: list[str]) -> bool:

@@ -120,17 +120,6 @@ def test_agent_help_lists_every_registered_agent():
     assert listed == set(agents.available_agents())
 
 
-def test_a_run_that_stops_early_exits_with_one_line_naming_why(tmp_path, capsys):
-    from interpolant_rl.train import NonFiniteLossError
-
-    assert run.stopped(KeyboardInterrupt(), tmp_path) == 130
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "interrupted" in err and "--resume" in err
-    assert run.stopped(NonFiniteLossError("critic_loss is nan at step 7"), tmp_path) == 1
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "critic_loss is nan" in err and str(tmp_path) in err
-
-
 def test_every_agent_setting_reaches_the_agent_from_the_command_line():
     # no flag for the agent: its configuration for the dataset's domain, sized by the preset
     config, agent = run.parse(["--agent", "fql"])

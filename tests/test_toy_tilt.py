@@ -65,6 +65,12 @@ def test_writes_result_and_samples(tmp_path):
         (json.dumps({**GOOD, "critic": {"A": [[0.0]], "b": [1.0, 2.0]}}), "A (d, d) and b (d,)"),
         (json.dumps({**GOOD, "critic": {"A": [[-20.0]], "b": [1.0]}}), "not normalisable"),
         (json.dumps({**GOOD, "base": {**GOOD["base"], "covs": [[[-0.1]]]}}), "positive definite"),
+        (json.dumps({**GOOD, "base": {**GOOD["base"], "weights": [0.9]}}), "must sum to 1"),
+        (json.dumps([GOOD]), "must hold a JSON object"),
+        (json.dumps({**GOOD, "base": {**GOOD["base"], "means": [[0.0, 1.0]]}}), "base.covs"),
+        (json.dumps({**GOOD, "base": {**GOOD["base"], "means": [0.0]}}), "base.means must be"),
+        (json.dumps({**GOOD, "base": {**GOOD["base"], "means": [[0.0], [1.0, 2.0]]}}), "ragged"),
+        (json.dumps({**GOOD, "critic": [1.0]}), "critic must be a JSON object"),
     ],
 )
 def test_malformed_problems_fail_with_one_line_and_write_nothing(

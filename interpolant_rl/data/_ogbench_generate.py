@@ -28,7 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .._files import atomic_write
+from .. import _environments  # noqa: F401  (headless rendering, quiet console)
+from .._files import atomic_write, FileLock, remove_stale_temporaries
 
 
 EPISODE_LENGTH = 1001
@@ -240,6 +241,24 @@ def _save_npz(path: Path, arrays: dict) -> None:
     atomic_write(path, lambda file: np.savez_compressed(file, **arrays))
 
 
+def dataset_paths(directory: Path, dataset: str) -> dict[str, Path]:
+    """The files of `dataset` in `directory`: `train`, `val`, `meta`, and the two of the
+    protocol between processes, `lock` and `incomplete` (present while a generation writes)."""
+    return dict(
+        train=directory / f"{dataset}.npz",
+        val=directory / f"{dataset}-val.npz",
+        meta=directory / f"{dataset}.meta.json",
+        lock=directory / f".{dataset}.lock",
+        incomplete=directory / f".{dataset}.incomplete",
+    )
+
+
+def dataset_lock(directory: Path, dataset: str) -> FileLock:
+    """The lock of one dataset in `directory`, held while it is checked, generated or validated
+    (another process waits for it)."""
+    return FileLock(dataset_paths(directory, dataset)["lock"])
+
+
 def generate_dataset(
     spec: GenerationSpec,
     directory: str | os.PathLike | None = None,
@@ -254,19 +273,28 @@ def generate_dataset(
     generator's parameters and the ogbench / mujoco / gymnasium versions.
 
     Episodes are split across `workers` processes by episode and merged in order; `progress(n)`
-    is called as episodes finish. Files are written atomically (a temporary file renamed into
-    place), the metadata last. Existing files are kept unless `overwrite` (or their metadata
+    is called as episodes finish. Existing files are kept unless `overwrite` (or their metadata
     records a different spec, which is an error).
+
+    **One writer, one unit.** The dataset's lock (`.{dataset}.lock`) is held from the check of
+    the existing files to the last write, so a second process generating the same name waits,
+    then finds the first one's files (and refuses them if its spec differs). The three files are
+    written as one unit: the marker `.{dataset}.incomplete` is created before the first write
+    and removed after the metadata, written last (each file atomically, a temporary renamed into
+    place); files found beside the marker are the trace of a killed generation and are
+    generated again.
 
     **Returns:** the paths `{"train", "val", "meta"}`.
     """
     directory = default_cache_dir() if directory is None else Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    paths = dict(
-        train=directory / f"{spec.dataset}.npz",
-        val=directory / f"{spec.dataset}-val.npz",
-        meta=directory / f"{spec.dataset}.meta.json",
-    )
+    with dataset_lock(directory, spec.dataset).acquire(wait=True):
+        return _generate_locked(spec, directory, workers, progress, overwrite)
+
+
+def _generate_locked(spec, directory, workers, progress, overwrite) -> dict[str, Path]:
+    paths = dataset_paths(directory, spec.dataset)
+    remove_stale_temporaries(directory, [paths[k].name for k in ("train", "val", "meta")])
     metadata = dict(
         spec=dataclasses.asdict(spec),
         num_val_episodes=spec.num_val_episodes,
@@ -278,15 +306,16 @@ def generate_dataset(
         stack_probability=STACK_PROBABILITY.get(spec.domain),
         versions={p: version(p) for p in ("ogbench", "mujoco", "gymnasium", "numpy")},
     )
-    if paths["meta"].exists() and not overwrite:
-        existing = json.loads(paths["meta"].read_text())
+    complete = not paths["incomplete"].exists()
+    if complete and paths["meta"].exists() and not overwrite:
+        existing = read_metadata(paths["meta"])
         if existing.get("spec") != metadata["spec"]:
             raise ValueError(
                 f"{paths['meta']}: the existing dataset was generated with {existing.get('spec')}, "
                 f"not {metadata['spec']} (pass overwrite=True or another directory)"
             )
         if paths["train"].exists() and paths["val"].exists():
-            return paths
+            return {k: paths[k] for k in ("train", "val", "meta")}
     seeds = _episode_seeds(spec)
     workers = max(1, min(workers, len(seeds)))
     batches = [(spec.domain, spec.kind, [int(s)]) for s in seeds]
@@ -304,7 +333,21 @@ def generate_dataset(
                 episodes.extend(result)
                 if progress is not None:
                     progress(len(result))
+    paths["incomplete"].touch()
+    paths["meta"].unlink(missing_ok=True)
     _save_npz(paths["train"], _merge(episodes[: spec.num_episodes]))
     _save_npz(paths["val"], _merge(episodes[spec.num_episodes :]))
     atomic_write(paths["meta"], lambda file: file.write(json.dumps(metadata, indent=2).encode()))
-    return paths
+    paths["incomplete"].unlink()
+    return {k: paths[k] for k in ("train", "val", "meta")}
+
+
+def read_metadata(path: Path) -> dict:
+    """A dataset's `.meta.json` (`ValueError` naming the file if it is not a JSON object)."""
+    try:
+        metadata = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path}: unreadable dataset metadata ({error})") from None
+    if not isinstance(metadata, dict):
+        raise ValueError(f"{path}: dataset metadata is not a JSON object")
+    return metadata

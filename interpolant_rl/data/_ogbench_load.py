@@ -9,17 +9,28 @@ pre-step state), so offline and online rows mean the same thing.
 """
 
 import re
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
-from ._ogbench_generate import default_cache_dir, DOMAINS, generate_dataset, GenerationSpec
+from ._ogbench_generate import (
+    _generate_locked,
+    dataset_lock,
+    dataset_paths,
+    default_cache_dir,
+    DOMAINS,
+    GenerationSpec,
+    read_metadata,
+)
 from ._transitions import Transitions
 
 
 _SINGLETASK = re.compile(
     r"^(?P<domain>.+)-(?P<kind>play|noisy|navigate|stitch|explore)-singletask(?:-task(?P<task>\d+))?-v0$"
 )
+NUM_TASKS = 5  # every OGBench singletask environment registers task1 .. task5 (and the default)
 _REQUIRED = {"observations": 2, "actions": 2, "terminals": 1}
 
 
@@ -28,18 +39,26 @@ def validate_ogbench_file(path: str | Path) -> None:
     with consistent leading sizes, float actions, finite values, not empty, and a final
     `terminals` flag. Raises `ValueError` naming the file and the problem."""
     path = Path(path)
+    unreadable = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
     try:
         file = np.load(path)
-    except (OSError, ValueError) as error:
+    except unreadable as error:
         raise ValueError(f"{path}: not a readable .npz file ({error})") from None
+    if not isinstance(file, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path}: not an .npz archive (one array)")
     with file:
         missing = sorted(set(_REQUIRED) - set(file.files))
         if missing:
             raise ValueError(f"{path}: missing keys {missing} (has {sorted(file.files)})")
-        arrays = {k: file[k] for k in _REQUIRED}
-        for extra in ("qpos", "qvel", "button_states"):
-            if extra in file.files:
-                arrays[extra] = file[extra]
+        try:  # a truncated archive fails here, when an array is decompressed
+            arrays = {k: file[k] for k in _REQUIRED}
+            for extra in ("qpos", "qvel", "button_states"):
+                if extra in file.files:
+                    arrays[extra] = file[extra]
+        except unreadable as error:
+            raise ValueError(
+                f"{path}: corrupt .npz file ({type(error).__name__}: {error})"
+            ) from None
     n = arrays["terminals"].shape[0] if arrays["terminals"].ndim == 1 else None
     if n == 0:
         raise ValueError(f"{path}: empty dataset (0 rows)")
@@ -78,6 +97,11 @@ def parse_singletask_name(dataset_name: str) -> dict[str, str | None]:
             f"'<domain>-<play|noisy|...>-singletask[-taskN]-v0' with domain in {', '.join(known)})"
         )
     parts = match.groupdict()
+    if parts["task"] is not None and not 1 <= int(parts["task"]) <= NUM_TASKS:
+        raise ValueError(
+            f"{dataset_name!r}: OGBench singletask datasets have tasks 1-{NUM_TASKS}, "
+            f"not task {parts['task']}"
+        )
     parts["file_stem"] = f"{parts['domain']}-{parts['kind']}-v0"
     return parts
 
@@ -86,8 +110,8 @@ def load_ogbench(
     dataset_name: str,
     directory: str | Path | None = None,
     *,
-    num_episodes: int = 1000,
-    seed: int = 0,
+    num_episodes: int | None = None,
+    seed: int | None = None,
     workers: int = 1,
     sparse: bool = False,
     progress=None,
@@ -98,10 +122,14 @@ def load_ogbench(
     The files `{domain}-{kind}-v0.npz` / `-val.npz` are read from `directory` (default
     [`default_cache_dir`][interpolant_rl.data.default_cache_dir]); when missing they are
     generated with [`generate_dataset`][interpolant_rl.data.generate_dataset] (`num_episodes`,
-    `seed`, `workers`, `progress`) for the manipulation domains, and otherwise (antmaze,
-    humanoidmaze: expert policies are not shipped) an error says which files to provide. Files
-    are validated, then loaded and relabelled by OGBench's own `make_env_and_datasets`
-    (rewards $= \\#\\text{satisfied} - \\#\\text{subtasks}$, mask 0 when all are satisfied).
+    default 1000, `seed`, default 0, `workers`, `progress`) for the manipulation domains, and
+    otherwise (antmaze, humanoidmaze: expert policies are not shipped) an error says which files
+    to provide. When the files were generated here (a `.meta.json` beside them), a `num_episodes`
+    or `seed` given explicitly must be the recorded one: a dataset of another size or seed is an
+    error naming the file, never silently used. Files are validated, then loaded and relabelled
+    by OGBench's own `make_env_and_datasets` (rewards $= \\#\\text{satisfied} -
+    \\#\\text{subtasks}$, mask 0 when all are satisfied). The dataset's lock is held from the
+    check to the validation, so a concurrent generation of the same files is waited for.
 
     **Arguments:** as above, plus `sparse`: any non-zero reward becomes $-1$ (the protocol's
     option for scene and puzzle).
@@ -112,21 +140,44 @@ def load_ogbench(
     match = parse_singletask_name(dataset_name)
     directory = default_cache_dir() if directory is None else Path(directory)
     file_stem = match["file_stem"]
-    train_path, val_path = directory / f"{file_stem}.npz", directory / f"{file_stem}-val.npz"
-    if not (train_path.exists() and val_path.exists()):
-        if match["domain"] not in DOMAINS or match["kind"] not in ("play", "noisy"):
-            raise ValueError(
-                f"{train_path} and {val_path} are needed: {file_stem} cannot be generated locally "
-                "(its expert policies are not shipped with ogbench); place OGBench's files there"
+    paths = dataset_paths(directory, file_stem)
+    train_path, val_path = paths["train"], paths["val"]
+    generable = match["domain"] in DOMAINS and match["kind"] in ("play", "noisy")
+    try:
+        if generable:
+            directory.mkdir(parents=True, exist_ok=True)
+        lock = dataset_lock(directory, file_stem).acquire(wait=True)
+    except OSError:  # a read-only directory of OGBench's own files: nothing to coordinate
+        lock = None
+    try:
+        present = train_path.exists() and val_path.exists() and not paths["incomplete"].exists()
+        if not present:
+            if not generable:
+                raise ValueError(
+                    f"{train_path} and {val_path} are needed: {file_stem} cannot be generated "
+                    "locally (its expert policies are not shipped with ogbench); place OGBench's "
+                    "files there"
+                )
+            spec = GenerationSpec(
+                file_stem, 1000 if num_episodes is None else num_episodes, seed or 0
             )
-        generate_dataset(
-            GenerationSpec(file_stem, num_episodes, seed),
-            directory,
-            workers=workers,
-            progress=progress,
-        )
-    validate_ogbench_file(train_path)
-    validate_ogbench_file(val_path)
+            _generate_locked(spec, directory, workers, progress, overwrite=False)
+        elif paths["meta"].exists():
+            recorded = read_metadata(paths["meta"]).get("spec", {})
+            wanted = dict(num_episodes=num_episodes, seed=seed)
+            differing = {k: v for k, v in wanted.items() if v is not None and recorded.get(k) != v}
+            if differing:
+                had = ", ".join(f"{k}={recorded.get(k)}" for k in differing)
+                asked = ", ".join(f"{k}={v}" for k, v in differing.items())
+                raise ValueError(
+                    f"{paths['meta']}: the dataset there was generated with {had}, not {asked}; "
+                    "use another directory or remove its files"
+                )
+        validate_ogbench_file(train_path)
+        validate_ogbench_file(val_path)
+    finally:
+        if lock is not None:
+            lock.release()
 
     import ogbench
 

@@ -90,10 +90,29 @@ def load_problem(path_or_name: str) -> tuple[GaussianMixture, QuadraticCritic, f
         problem = json.loads(text)
     except json.JSONDecodeError as error:
         raise ProblemError(f"{path}: not valid JSON ({error})") from None
+    if not isinstance(problem, dict):
+        raise ProblemError(
+            f"{path}: must hold a JSON object with base, critic and tau, not a "
+            f"{type(problem).__name__}"
+        )
     try:
         base_spec, critic_spec, tau = problem["base"], problem["critic"], problem["tau"]
-        base = GaussianMixture(base_spec["weights"], base_spec["means"], base_spec["covs"])
-        critic = QuadraticCritic(critic_spec["A"], critic_spec["b"])
+        for name, spec in (("base", base_spec), ("critic", critic_spec)):
+            if not isinstance(spec, dict):
+                raise ProblemError(f"{path}: {name} must be a JSON object, not {spec!r}")
+        weights = _numbers(path, "base.weights", base_spec["weights"], 1)
+        k = weights.shape[0]
+        means = _numbers(path, "base.means", base_spec["means"], 2, (k, None))
+        d = means.shape[1]
+        covs = _numbers(path, "base.covs", base_spec["covs"], 3, (k, d, d))
+        matrix = _numbers(path, "critic.A", critic_spec["A"], 2)
+        vector = _numbers(path, "critic.b", critic_spec["b"], 1)
+        if abs(float(weights.sum()) - 1.0) > 1e-6:
+            raise ProblemError(
+                f"{path}: base.weights must sum to 1, they sum to {float(weights.sum()):.6g}"
+            )
+        base = GaussianMixture(weights, means, covs)
+        critic = QuadraticCritic(matrix, vector)
     except KeyError as error:
         raise ProblemError(f"{path}: missing key {error}") from None
     except (TypeError, ValueError) as error:
@@ -109,6 +128,30 @@ def load_problem(path_or_name: str) -> tuple[GaussianMixture, QuadraticCritic, f
     except ValueError as error:
         raise ProblemError(f"{path}: {error}") from None
     return base, critic, float(tau), str(path)
+
+
+def _numbers(path: Path, name: str, value, ndim: int, shape: tuple = ()) -> np.ndarray:
+    """`value` as a float array of `ndim` dimensions whose sizes match `shape` (`None`: any),
+    or a `ProblemError` naming the entry and the expected shape."""
+    letters = {1: "[...]", 2: "[[...], ...]", 3: "[[[...], ...], ...]"}[ndim]
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        array = None
+    sizes = tuple(shape) + (None,) * (ndim - len(shape))
+    if (
+        array is None
+        or array.ndim != ndim
+        or any(
+            want is not None and got != want for got, want in zip(array.shape, sizes, strict=True)
+        )
+    ):
+        expected = " x ".join("?" if size is None else str(size) for size in sizes)
+        got = "ragged" if array is None else " x ".join(map(str, array.shape)) or "a number"
+        raise ProblemError(
+            f"{path}: {name} must be a {expected} array of numbers {letters}, got {got}"
+        )
+    return array
 
 
 def toy_config(name: str, tau: float):

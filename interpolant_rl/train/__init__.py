@@ -1,12 +1,13 @@
-"""Training: one driver for N >= 1 seeds (offline then online), evaluation, metrics logging and
-resumable checkpoints."""
+"""Training: one driver for N >= 1 seeds (offline then online), evaluation, metrics logging,
+resumable checkpoints and the run directory that holds them."""
 
 from ._checkpoint import (
+    CheckpointError as CheckpointError,
     load_checkpoint as load_checkpoint,
     read_checkpoint_header as read_checkpoint_header,
     save_checkpoint as save_checkpoint,
 )
-from ._logging import MetricsLogger as MetricsLogger
+from ._logging import MetricsLogger as MetricsLogger, read_rows as read_rows
 from ._loop import (
     evaluate as evaluate,
     evaluation_env as evaluation_env,
@@ -18,4 +19,5 @@ from ._loop import (
     TrainConfig as TrainConfig,
 )
 from ._presets import AGENT_PRESETS as AGENT_PRESETS, preset as preset, PRESETS as PRESETS
+from ._run_dir import RunDirectory as RunDirectory
 from ._sharding import seed_sharding as seed_sharding

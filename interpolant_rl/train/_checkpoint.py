@@ -23,6 +23,11 @@ FORMAT = "interpolant_rl-checkpoint"
 FORMAT_VERSION = 1
 
 
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read: missing, not ours, of another format version, truncated,
+    or of another configuration. The message names the file."""
+
+
 def _library_version() -> str:
     from .. import __version__
 
@@ -56,22 +61,24 @@ def save_checkpoint(path: str | Path, state: PyTree, header: dict[str, Any]) -> 
 
 
 def read_checkpoint_header(path: str | Path) -> dict[str, Any]:
-    """The header of a checkpoint, checked for format and version (`ValueError` naming the file
-    otherwise)."""
+    """The header of a checkpoint, checked for format and version ([`CheckpointError`][interpolant_rl.train.CheckpointError], a
+    `ValueError`, naming the file otherwise)."""
     path = Path(path)
     try:
         with open(path, "rb") as file:
             line = file.readline()
     except OSError as error:
-        raise ValueError(f"{path}: cannot read checkpoint ({error.strerror})") from None
+        raise CheckpointError(f"{path}: cannot read checkpoint ({error.strerror})") from None
     try:
         header = json.loads(line)
     except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ValueError(f"{path}: not an interpolant_rl checkpoint (no JSON header)") from None
+        raise CheckpointError(
+            f"{path}: not an interpolant_rl checkpoint (no JSON header)"
+        ) from None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise ValueError(f"{path}: not an interpolant_rl checkpoint")
+        raise CheckpointError(f"{path}: not an interpolant_rl checkpoint")
     if header.get("format_version") != FORMAT_VERSION:
-        raise ValueError(
+        raise CheckpointError(
             f"{path}: checkpoint format version {header.get('format_version')}, "
             f"this library reads version {FORMAT_VERSION}"
         )
@@ -88,7 +95,7 @@ def load_checkpoint(path: str | Path, like: PyTree) -> tuple[PyTree, dict[str, A
         try:
             raw = eqx.tree_deserialise_leaves(file, _key_data(like))
         except Exception as error:  # noqa: BLE001 - any mismatch is reported the same way
-            raise ValueError(
+            raise CheckpointError(
                 f"{path}: checkpoint does not match this configuration ({type(error).__name__}: {error})"
             ) from None
     state = jax.tree.map(

@@ -5,6 +5,7 @@ import csv
 import json
 import math
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -50,12 +51,7 @@ class MetricsLogger:
             )
 
     def _truncate(self, stream: str, step: int) -> None:
-        rows = [
-            json.loads(line)
-            for line in (self.run_dir / f"{stream}.jsonl").read_text().splitlines()
-            if line
-        ]
-        rows = [row for row in rows if row["step"] <= step]
+        rows = read_rows(self.run_dir / f"{stream}.jsonl", until=step)
         (self.run_dir / f"{stream}.jsonl").unlink()
         csv_path = self.run_dir / f"{stream}.csv"
         if csv_path.exists():
@@ -91,10 +87,42 @@ class MetricsLogger:
             self._writer = None
 
     def rows(self, stream: str) -> list[dict[str, Any]]:
-        path = self.run_dir / f"{stream}.jsonl"
-        if not path.exists():
-            return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line]
+        return read_rows(self.run_dir / f"{stream}.jsonl")
+
+
+def read_rows(path: str | Path, until: int | None = None) -> list[dict[str, Any]]:
+    """The rows of a metrics file `{stream}.jsonl` (`[]` if it is missing), with `until` only
+    those of steps `<= until`.
+
+    A last line without its newline that is not JSON is the trace of a write cut short (power
+    loss, a full disk): it is dropped with a warning that says so; it always lies after the last
+    checkpoint, whose step `until` is on resume. Any other line that is not a JSON row with an
+    integer `step` raises `ValueError` naming the file and the line."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: unreadable metrics file ({error})") from None
+    lines = text.split("\n")
+    rows = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            if number == len(lines):  # the last line, without its newline: a cut-short write
+                warnings.warn(
+                    f"{path}: dropped a partial last line (a write cut short)", stacklevel=2
+                )
+                break
+            raise ValueError(f"{path}: line {number} is not JSON (corrupt metrics file)") from None
+        if not isinstance(row, dict) or not isinstance(row.get("step"), int):
+            raise ValueError(f"{path}: line {number} is not a metrics row with a step")
+        rows.append(row)
+    return rows if until is None else [row for row in rows if row["step"] <= until]
 
 
 def _summary_writer_class():

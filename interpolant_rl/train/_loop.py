@@ -54,7 +54,6 @@ Ctrl-C; a non-finite loss stops the run with
 
 import copy
 import dataclasses
-import json
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -69,10 +68,16 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 from jaxtyping import PyTree
 
+from .. import _environments  # noqa: F401  (headless rendering, quiet console)
 from ..agents import AbstractAgent, make_agent
 from ..data import mixed_batch, ReplayBuffer, sample_chunks, Transitions
-from ._checkpoint import load_checkpoint, read_checkpoint_header, save_checkpoint
-from ._logging import MetricsLogger
+from ._checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    read_checkpoint_header,
+    save_checkpoint,
+)
+from ._logging import MetricsLogger, read_rows
 from ._sharding import constrain, get, get_tree, put, put_tree, seed_sharding
 
 
@@ -472,13 +477,6 @@ def _check_finite(metrics, which, steps, seeds) -> dict[int, dict[str, float]]:
     return lasts
 
 
-def _saved_rows(path: Path, step: int) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line]
-    return [row for row in rows if row["step"] <= step]
-
-
 def _load(path: Path, agents, buffers, seeds):
     """`(agents, buffers, steps, episodes)` from the checkpoint at `path`, checked to be one of
     `seeds`. A checkpoint without `seeds` in its header was written by `train` before it ran on
@@ -486,7 +484,7 @@ def _load(path: Path, agents, buffers, seeds):
     saved = read_checkpoint_header(path)
     saved_seeds = saved.get("seeds", seeds if len(seeds) == 1 else None)
     if saved_seeds != seeds:
-        raise ValueError(
+        raise CheckpointError(
             f"{path}: a checkpoint of seeds {saved.get('seeds')}, not of this run's seeds {seeds}"
         )
     if "seeds" not in saved:
@@ -578,12 +576,16 @@ def train_seeds(
     steps, episodes = [0] * num, [0] * num
     if resume:
         agents, buffers, steps, episodes = _load(checkpoint_path, get_tree(agents), buffers, seeds)
+    elif jax.process_index() == 0:
+        # a fresh run: an older run's checkpoint must not outlive it (resuming would continue that
+        # run's weights under this run's metrics)
+        checkpoint_path.unlink(missing_ok=True)
     agents, buffers = put_tree(agents, sharding), put_tree(buffers, sharding)
     dataset = put_tree(dataset, replicated)
     seed_array = put(np.asarray(seeds, np.int32), sharding)
     log_dirs = [run_dir] if num == 1 else [run_dir / f"seed{seed}" for seed in seeds]
     eval_rows = [
-        _saved_rows(directory / "eval.jsonl", steps[s]) if resume else []
+        read_rows(directory / "eval.jsonl", until=steps[s]) if resume else []
         for s, directory in enumerate(log_dirs)
     ]
     if jax.process_count() > 1:
