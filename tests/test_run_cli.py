@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
         (dict(offline_steps=-1), "--offline-steps must be >= 0"),
         (dict(chunk=0), "--chunk must be >= 1"),
         (dict(num_seeds=0), "--num-seeds must be >= 1"),
-        (dict(tau=-1.0), "--tau must be >= 0"),
+        (dict(tau=-1.0), "--tau must be finite and >= 0"),
         (dict(env="cube-nine-play-singletask-v0"), "not a singletask OGBench dataset name"),
         (dict(resume=True, out_dir=Path("/nonexistent/run")), "no checkpoint"),
     ],

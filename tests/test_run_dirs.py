@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from experiments import run
-from interpolant_rl import data, train
+from interpolant_rl import agents, data, train
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -302,3 +302,21 @@ def test_a_tiny_cli_run_is_quiet_and_resumes_with_more_steps(tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "eval.jsonl").open()]
     assert steps == [10, 20, 30]
+
+
+def test_agent_settings_reject_non_finite_values_except_where_infinity_means_something():
+    from interpolant_rl.agents.fql import FQLConfig
+    from interpolant_rl.agents.qam import QAMConfig
+    from interpolant_rl.agents.qam_fql import QAMFQLConfig
+
+    for make in (
+        lambda: QAMConfig(tau=float("inf")),
+        lambda: FQLConfig(alpha=float("nan")),
+        lambda: agents.adam(float("inf")),
+        lambda: dataclasses.replace(QAMConfig().critic, rho=float("nan")),
+    ):
+        with pytest.raises(ValueError, match="must be finite"):
+            make()
+    assert QAMFQLConfig(alpha=float("inf")).alpha == float("inf")  # Table 5: plain QAM
+    with pytest.raises(ValueError, match="alpha must be >= 0"):
+        QAMFQLConfig(alpha=float("nan"))

@@ -1,6 +1,7 @@
 """Network sizes and the checks that every agent configuration shares."""
 
 import dataclasses
+import math
 
 from jaxtyping import PRNGKeyArray
 
@@ -30,8 +31,12 @@ def build_network(
     )
 
 
-def check_positive(name: str, value: int | float, *, allow_zero: bool = False) -> None:
-    """Raise a one-line `ValueError` unless `value > 0` (or `>= 0` with `allow_zero`)."""
-    if not (value >= 0 if allow_zero else value > 0):
+def check_positive(
+    name: str, value: int | float, *, allow_zero: bool = False, allow_inf: bool = False
+) -> None:
+    """Raise a one-line `ValueError` unless `value > 0` (or `>= 0` with `allow_zero`) and finite
+    (`allow_inf`: $+\infty$ is a meaningful value, e.g. QAM-FQL's $\alpha$). NaN never passes."""
+    if not (value >= 0 if allow_zero else value > 0) or (math.isinf(value) and not allow_inf):
         bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be {bound}, got {value}")
+        finite = "" if allow_inf else "finite and "
+        raise ValueError(f"{name} must be {finite}{bound}, got {value}")

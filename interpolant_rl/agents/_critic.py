@@ -27,7 +27,7 @@ from .._custom_types import Scalar
 from ..data import Batch
 from ..nn import CriticEnsemble, ema_update, MLP, pessimistic, td_target
 from ..objectives import expectile_loss, weighted_mean
-from ._config import NetworkConfig
+from ._config import check_positive, NetworkConfig
 from ._optim import adam, check_optimiser, ClipMode, Trained
 
 
@@ -59,8 +59,7 @@ class CriticConfig:
             raise ValueError(f"discount must lie in [0, 1], got {self.discount}")
         if not 0.0 <= self.target_rate <= 1.0:
             raise ValueError(f"target_rate must lie in [0, 1], got {self.target_rate}")
-        if self.rho < 0:
-            raise ValueError(f"rho must be >= 0, got {self.rho}")
+        check_positive("rho", self.rho, allow_zero=True)
         check_optimiser(self.learning_rate, self.grad_clip, self.clip_mode)
         NetworkConfig(self.width, self.depth)
 

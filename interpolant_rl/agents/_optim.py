@@ -2,12 +2,15 @@ r"""Optimisers and the trained-module state: a module, its optimiser and the opt
 stepped by one call."""
 
 import functools
+import math
 from collections.abc import Callable
 from typing import Any, get_args, Literal
 
 import equinox as eqx
 import optax
 from jaxtyping import PyTree
+
+from ._config import check_positive
 
 
 ClipMode = Literal["elementwise", "global_norm"]
@@ -19,10 +22,9 @@ reference code, which clips the global norm of all parameters' gradients at once
 
 def check_optimiser(learning_rate, grad_clip, clip_mode="elementwise") -> None:
     """Raise a one-line `ValueError` for an impossible learning rate, clip value or clip mode."""
-    if not learning_rate > 0:
-        raise ValueError(f"learning_rate must be > 0, got {learning_rate}")
-    if grad_clip is not None and not grad_clip > 0:
-        raise ValueError(f"grad_clip must be > 0 or None, got {grad_clip}")
+    check_positive("learning_rate", learning_rate)
+    if grad_clip is not None and not (grad_clip > 0 and math.isfinite(grad_clip)):
+        raise ValueError(f"grad_clip must be finite and > 0, or None, got {grad_clip}")
     if clip_mode not in get_args(ClipMode):
         raise ValueError(
             f"clip_mode must be one of {', '.join(get_args(ClipMode))}, got {clip_mode!r}"

@@ -43,7 +43,7 @@ class QAMFQLConfig:
     normalise_q: bool = False  # divide the one-step policy's Q term by sg(mean|Q|)
 
     def __post_init__(self):
-        check_positive("alpha", self.alpha, allow_zero=True)
+        check_positive("alpha", self.alpha, allow_zero=True, allow_inf=True)
 
     @property
     def plain_qam(self) -> bool:

@@ -13,7 +13,7 @@ CHECKPOINT_NAME = "checkpoint.eqx"
 
 
 class RunDirectory:
-    r"""Exclusive use of a run directory, from [`open`][interpolant_rl.train.RunDirectory.open] to
+    r"""Exclusive use of a run directory, from `RunDirectory.open(path, mode)` to
     `release` (or the end of a `with` block; the operating system releases the lock if the process
     dies). Every check raises `ValueError` with one line naming the directory.
 
