@@ -1,8 +1,13 @@
 """Data: transition tables, action chunks and replay buffers (sampled inside `jit`), OGBench
 datasets loaded from local files or generated with the oracles shipped in the `ogbench` wheel, and
-Minari / D4RL-format datasets loaded from local paths."""
+Minari / D4RL-format datasets loaded from local paths, with D4RL's normalised scores."""
 
 from ._batch import Batch as Batch
+from ._d4rl_scores import (
+    d4rl_environment as d4rl_environment,
+    d4rl_normalized_score as d4rl_normalized_score,
+    D4RL_REFERENCE_RETURNS as D4RL_REFERENCE_RETURNS,
+)
 from ._minari import (
     load_d4rl as load_d4rl,
     load_minari as load_minari,
