@@ -9,9 +9,11 @@
     python experiments/run.py --agent fql --fql.alpha 30 --fql.critic.rho 0   # any agent setting
     python experiments/run.py --agent cgql_linex --help   # the agent's settings and their defaults
     python experiments/run.py --resume --out-dir runs/qam-cube-single-0
+    python experiments/run.py --agent moma_ql --env hopper-medium-v2 --data-dir ~/d4rl   # D4RL file
+    python experiments/run.py --agent rlpd --env Hopper-v5   # locomotion, online only
 
 The dataset is read from `--data-dir` (OGBench's file format) or generated there with the
-oracles shipped in the ogbench wheel. Every run directory gets `train.jsonl/csv`,
+oracles shipped in the ogbench wheel; a D4RL locomotion name reads D4RL's HDF5 file from there. Every run directory gets `train.jsonl/csv`,
 `eval.jsonl/csv`, `checkpoint.eqx` and `summary.json` (configuration, final metrics, wall time,
 versions). Every run goes through `interpolant_rl.train.train_seeds`: with `--num-seeds N` the
 seeds `seed .. seed+N-1` train together in one jitted program (vmapped, sharded over the visible
@@ -44,7 +46,7 @@ class RunConfig:
     agent: str = "qam"
     """Agent name: one of qam, qam_fql, qam_edit, bam, moma_ql, ofql, fql, fbrac, rebrac, ifql, fawac, cgql, cgql_mse, cgql_linex, qsm, dac, dsrl, fedit, rlpd."""
     env: str = "cube-single-play-singletask-task1-v0"
-    """OGBench singletask dataset name (the environment is derived from it)."""
+    """OGBench singletask dataset name (the environment is derived from it); or a D4RL locomotion dataset name (hopper-medium-v2: gymnasium's Hopper-v5 and the D4RL-format file hopper-medium-v2.hdf5 in --data-dir); or a locomotion environment id (Hopper-v5, HalfCheetah-v5, Walker2d-v5, Ant-v5: online only)."""
     preset: Literal["cpu", "paper"] = "cpu"
     """'cpu': sizes for a 2-core machine (minutes); 'paper': the QAM protocol (1M + 500k steps, 4x512, K = 10)."""
     seed: int = 0
@@ -104,14 +106,19 @@ def resolve(config: RunConfig) -> RunConfig:
     any work starts."""
     preset = train.preset(config.preset, config.agent)
     filled = {k: v for k, v in preset.items() if getattr(config, k) is None}
-    # the domain-wide settings of the QAM study (chunk 5 and dense rewards outside its domains)
-    domain = agents.domain_of(config.env)
-    settings = agents.domain_settings(domain) if domain is not None else None
-    domain_wide = dict(
-        chunk=settings.chunk if settings else 5,
-        discount=settings.discount if settings else 0.99,
-        sparse=settings.sparse if settings else False,
-    )
+    locomotion = data.parse_locomotion_name(config.env)
+    if locomotion is not None:
+        # the Gym-locomotion protocol of Diffusion-QL, which MoMa QL and OFQL follow: no action
+        # chunks, gamma 0.99, two critics (over the preset's K), dense rewards
+        domain_wide = dict(chunk=1, discount=0.99, sparse=False, num_critics=2)
+    else:  # the domain-wide settings of the QAM study (chunk 5 and dense rewards outside its domains)
+        domain = agents.domain_of(config.env)
+        settings = agents.domain_settings(domain) if domain is not None else None
+        domain_wide = dict(
+            chunk=settings.chunk if settings else 5,
+            discount=settings.discount if settings else 0.99,
+            sparse=settings.sparse if settings else False,
+        )
     filled.update({k: v for k, v in domain_wide.items() if getattr(config, k) is None})
     config = dataclasses.replace(config, **filled)
     if config.agent not in agents.available_agents():
@@ -146,7 +153,17 @@ def resolve(config: RunConfig) -> RunConfig:
         raise ValueError(f"--tau must be finite and >= 0, got {config.tau}")
     if config.resume and config.overwrite:
         raise ValueError("--resume continues the run in --out-dir, --overwrite clears it: not both")
-    data.parse_singletask_name(config.env)  # unknown or malformed names fail here
+    if locomotion is None:
+        data.parse_singletask_name(config.env)  # unknown or malformed names fail here
+    else:
+        if config.sparse:
+            raise ValueError("--sparse applies to OGBench datasets, not to locomotion tasks")
+        if locomotion["dataset"] is None and config.offline_steps > 0:
+            raise ValueError(
+                f"{config.env} has no offline dataset: train online only (--offline-steps 0 "
+                f"--online-steps N, e.g. --agent rlpd), or name a D4RL dataset "
+                f"({locomotion['env']}-medium-v2)"
+            )
     if config.tensorboard and importlib.util.find_spec("tensorboardX") is None:
         raise ValueError(
             '--tensorboard needs tensorboardX: pip install "interpolant_rl[tensorboard]"'
@@ -307,7 +324,8 @@ def _versions() -> dict[str, str]:
 def summarise(config: RunConfig, header: dict, evals: list, wall_time: float):
     """Write each seed's `summary.json` (configuration, final metrics, evaluations, wall time,
     versions) into its run directory (`OUT_DIR` for one seed, `OUT_DIR/seed{k}` for several),
-    for several seeds also an aggregate `OUT_DIR/summary.json` (final success: mean, standard
+    for several seeds also an aggregate `OUT_DIR/summary.json` (final success, or D4RL normalised
+    score on locomotion tasks: mean, standard
     deviation, per seed), and print one line."""
     seeds = list(range(config.seed, config.seed + config.num_seeds))
     total = config.offline_steps + config.online_steps
@@ -329,27 +347,29 @@ def summarise(config: RunConfig, header: dict, evals: list, wall_time: float):
             summary["trained_with"] = dict(seeds=seeds, out_dir=str(config.out_dir))
         summary["versions"] = versions
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    successes = [final.get("success", float("nan")) for final in finals]
+    metric = headline(config)
+    values = [final.get(metric, float("nan")) for final in finals]
+    name = metric.replace("_", " ")
     if not several:
         print(
-            f"{config.agent} on {config.env}: success {successes[0]:.2f} after {total} steps "
+            f"{config.agent} on {config.env}: {name} {values[0]:.2f} after {total} steps "
             f"({wall_time / 60:.1f} min); run in {config.out_dir}"
         )
         return
-    mean = sum(successes) / len(successes)
-    std = (sum((x - mean) ** 2 for x in successes) / max(len(successes) - 1, 1)) ** 0.5
+    mean = sum(values) / len(values)
+    std = (sum((x - mean) ** 2 for x in values) / max(len(values) - 1, 1)) ** 0.5
     aggregate = dict(
         config=header["run"],
         agent_config=header["agent_config"],
         seeds=seeds,
         runs=[f"seed{seed}" for seed in seeds],
-        final=dict(success_mean=mean, success_std=std, success=successes),
+        final={f"{metric}_mean": mean, f"{metric}_std": std, metric: values},
         wall_time_s=wall_time,
         versions=versions,
     )
     (config.out_dir / "summary.json").write_text(json.dumps(aggregate, indent=2) + "\n")
     print(
-        f"{config.agent} on {config.env}: success {mean:.2f} +- {std:.2f} over seeds "
+        f"{config.agent} on {config.env}: {name} {mean:.2f} +- {std:.2f} over seeds "
         f"{seeds[0]}-{seeds[-1]} after {total} steps ({wall_time / 60:.1f} min); "
         f"runs in {config.out_dir}/seed*"
     )
@@ -405,6 +425,45 @@ def _prepare(config: RunConfig, agent_cfg: Any):
         for directory in log_dirs:
             for stream in ("train", "eval"):
                 train.read_rows(directory / f"{stream}.jsonl")
+    locomotion = data.parse_locomotion_name(config.env) is not None
+    if locomotion:
+        env, dataset = data.load_locomotion(config.env, config.data_dir)
+        obs_dim = int(env.observation_space.shape[0])
+        action_dim = int(env.action_space.shape[0])
+        envs = [env] + [data.make_locomotion_env(config.env) for _ in range(len(seeds) - 1)]
+    else:
+        env, dataset = _load_ogbench(config)
+        obs_dim, action_dim = dataset.obs_dim, dataset.action_dim
+        import ogbench
+
+        # seeds seed .. seed+N-1, one environment each: `load_ogbench`'s, then more of the same
+        envs = [env] + [
+            ogbench.make_env_and_datasets(config.env, env_only=True) for _ in range(len(seeds) - 1)
+        ]
+    train_config = train.TrainConfig(
+        offline_steps=config.offline_steps,
+        online_steps=config.online_steps,
+        random_action_steps=config.random_action_steps,
+        batch_size=config.batch_size,
+        updates_per_call=config.updates_per_call,
+        eval_interval=config.eval_interval,
+        eval_episodes=config.eval_episodes,
+        checkpoint_interval=config.eval_interval,
+        seed=config.seed,
+        tensorboard=config.tensorboard,
+    )
+    header = dict(
+        run=_as_json(dataclasses.asdict(config)),
+        agent_config=repr(agent_cfg),
+        agent_settings=agent_settings(agent_cfg),
+    )
+    stacked = train.make_agents(config.agent, obs_dim, action_dim * config.chunk, seeds, agent_cfg)
+    return stacked, dataset, envs, train_config, header
+
+
+def _load_ogbench(config: RunConfig):
+    """The OGBench environment and offline data of `config.env` (generated if missing, with a
+    progress bar then)."""
     bars = []  # a progress bar only if the dataset is generated
 
     def generated(episodes):
@@ -425,39 +484,14 @@ def _prepare(config: RunConfig, agent_cfg: Any):
     finally:
         for bar in bars:
             bar.close()
-    train_config = train.TrainConfig(
-        offline_steps=config.offline_steps,
-        online_steps=config.online_steps,
-        random_action_steps=config.random_action_steps,
-        batch_size=config.batch_size,
-        updates_per_call=config.updates_per_call,
-        eval_interval=config.eval_interval,
-        eval_episodes=config.eval_episodes,
-        checkpoint_interval=config.eval_interval,
-        seed=config.seed,
-        tensorboard=config.tensorboard,
-    )
-    header = dict(
-        run=_as_json(dataclasses.asdict(config)),
-        agent_config=repr(agent_cfg),
-        agent_settings=agent_settings(agent_cfg),
-    )
-    import ogbench
-
-    # seeds seed .. seed+N-1, one environment each: `load_ogbench`'s, then more of the same
-    envs = [env] + [
-        ogbench.make_env_and_datasets(config.env, env_only=True) for _ in range(len(seeds) - 1)
-    ]
-    stacked = train.make_agents(
-        config.agent, dataset.obs_dim, dataset.action_dim * config.chunk, seeds, agent_cfg
-    )
-    return stacked, dataset, envs, train_config, header
+    return env, dataset
 
 
 def _train(config: RunConfig, stacked, dataset, envs, train_config, header) -> list:
     seeds = list(range(config.seed, config.seed + config.num_seeds))
     total = config.offline_steps + config.online_steps
     latest = {}
+    metric = headline(config)
     desc = f"{config.agent} {config.env}" + (f" x{len(seeds)} seeds" if len(seeds) > 1 else "")
     with tqdm(total=total * len(seeds), unit="step", desc=desc) as bar:
         if config.resume:
@@ -466,11 +500,11 @@ def _train(config: RunConfig, stacked, dataset, envs, train_config, header) -> l
 
         def progress(steps, info):
             bar.update(steps)
-            if "success" in info:  # the mean over the seeds of their latest evaluation
-                latest[info["seed"]] = info["success"]
+            if metric in info:  # the mean over the seeds of their latest evaluation
+                latest[info["seed"]] = info[metric]
                 mean = sum(latest.values()) / len(latest)
                 # strings: tqdm prints numbers in its short format (1e+4 for step 10000)
-                bar.set_postfix(eval_success=f"{mean:.2f}", at=str(info["step"]))
+                bar.set_postfix({f"eval_{metric}": f"{mean:.2f}", "at": str(info["step"])})
 
         _, evals = train.train_seeds(
             stacked,
@@ -481,8 +515,26 @@ def _train(config: RunConfig, stacked, dataset, envs, train_config, header) -> l
             header=header,
             resume=config.resume,
             progress=progress,
+            eval_metrics=_eval_metrics(config),
         )
     return evals
+
+
+def _eval_metrics(config: RunConfig):
+    """D4RL's normalised score of each evaluation on a locomotion task (None elsewhere)."""
+    if data.parse_locomotion_name(config.env) is None:
+        return None
+
+    def normalized(row):
+        return dict(normalized_score=data.d4rl_normalized_score(config.env, row["episode_return"]))
+
+    return normalized
+
+
+def headline(config: RunConfig) -> str:
+    """The metric a run is summarised by: `normalized_score` (D4RL's) on locomotion tasks,
+    `success` on OGBench."""
+    return "success" if data.parse_locomotion_name(config.env) is None else "normalized_score"
 
 
 def _agent_given(argv: list[str]) -> bool:

@@ -34,7 +34,7 @@ def build_network(
 def check_positive(
     name: str, value: int | float, *, allow_zero: bool = False, allow_inf: bool = False
 ) -> None:
-    """Raise a one-line `ValueError` unless `value > 0` (or `>= 0` with `allow_zero`) and finite
+    r"""Raise a one-line `ValueError` unless `value > 0` (or `>= 0` with `allow_zero`) and finite
     (`allow_inf`: $+\infty$ is a meaningful value, e.g. QAM-FQL's $\alpha$). NaN never passes."""
     if not (value >= 0 if allow_zero else value > 0) or (math.isinf(value) and not allow_inf):
         bound = ">= 0" if allow_zero else "> 0"

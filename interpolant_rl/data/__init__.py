@@ -8,6 +8,13 @@ from ._d4rl_scores import (
     d4rl_normalized_score as d4rl_normalized_score,
     D4RL_REFERENCE_RETURNS as D4RL_REFERENCE_RETURNS,
 )
+from ._locomotion import (
+    default_d4rl_dir as default_d4rl_dir,
+    load_locomotion as load_locomotion,
+    LOCOMOTION_ENV_IDS as LOCOMOTION_ENV_IDS,
+    make_locomotion_env as make_locomotion_env,
+    parse_locomotion_name as parse_locomotion_name,
+)
 from ._minari import (
     load_d4rl as load_d4rl,
     load_minari as load_minari,

@@ -233,12 +233,15 @@ def _offline_call(agent, transitions, key, num_updates, batch_size, horizon, dis
 def _online_call(
     agent, transitions, buffer, key, num_updates, batch_size, online_size, horizon, discount
 ):
-    """One seed's online updates, on batches mixing the offline data and its replay buffer."""
+    """One seed's online updates, on batches mixing the offline data and its replay buffer
+    (the buffer alone when there is no offline data, `transitions=None`)."""
 
     def both(k):
         k1, k2 = jr.split(k)
-        offline = sample_chunks(transitions, k1, batch_size - online_size, horizon, discount)
         online = buffer.sample(k2, online_size, horizon, discount)
+        if transitions is None:  # online only: no offline data to mix in
+            return online
+        offline = sample_chunks(transitions, k1, batch_size - online_size, horizon, discount)
         return mixed_batch(offline, online)
 
     batches = jax.vmap(both)(jr.split(jr.fold_in(key, 0), num_updates))
@@ -496,7 +499,7 @@ def _load(path: Path, agents, buffers, seeds):
 
 def train_seeds(
     agents: AbstractAgent,
-    dataset: Transitions,
+    dataset: Transitions | None,
     envs: Sequence[Any] | None,
     config: TrainConfig,
     run_dir: str | Path,
@@ -506,6 +509,7 @@ def train_seeds(
     progress: Callable[[int, dict[str, Any]], None] | None = None,
     devices: Sequence[jax.Device] | None = None,
     eval_envs: Sequence[Any] | None = None,
+    eval_metrics: Callable[[dict[str, float]], dict[str, float]] | None = None,
 ) -> tuple[AbstractAgent, list[list[dict[str, Any]]]]:
     """Train $N \\ge 1$ seeds of one configuration together, offline on `dataset` then online,
     with evaluations, logs and checkpoints (see the module docstring): every device computation
@@ -524,7 +528,9 @@ def train_seeds(
       [`make_agents`][interpolant_rl.train.make_agents]`(name, obs_dim, action_dim,
       range(config.seed, config.seed + N), agent_config)`); entry $s$ trains as seed
       `config.seed + s`. Also the template a checkpoint is read into.
-    - `dataset`: the offline [`Transitions`][interpolant_rl.data.Transitions], shared by all seeds.
+    - `dataset`: the offline [`Transitions`][interpolant_rl.data.Transitions], shared by all seeds,
+      or `None` for an online-only run (`offline_steps = 0`; every batch from the replay buffer,
+      whatever `online_fraction` says).
     - `envs`: $N$ gymnasium environments, one per seed (evaluation and the online phase); or
       `None` when `online_steps == 0` and evaluation is not wanted.
     - `config`: the schedule; `config.seed` is the first seed.
@@ -541,6 +547,9 @@ def train_seeds(
     - `eval_envs`: the $N$ environments evaluations run in (default:
       [`evaluation_env`][interpolant_rl.train.evaluation_env] of each of `envs`, separate
       copies, so an evaluation never interrupts an online episode).
+    - `eval_metrics`: metrics derived from an evaluation's (`success`, `episode_return`), added to
+      its row, e.g. D4RL's normalised score:
+      `lambda row: dict(normalized_score=d4rl_normalized_score("hopper-medium-v2", row["episode_return"]))`.
 
     **Returns:** `(agents, eval_rows)`: the trained stacked agents (sharded like the inputs)
     and, per seed, its evaluation rows.
@@ -568,7 +577,17 @@ def train_seeds(
     if eval_envs is None and envs is not None:
         eval_envs = [evaluation_env(env) for env in envs]
     checkpoint_path = run_dir / "checkpoint.eqx"
-    obs_dim, action_dim = dataset.obs_dim, dataset.action_dim
+    if dataset is None:  # online only
+        if envs is None:
+            raise ValueError("train_seeds: an online-only run (dataset=None) needs environments")
+        if config.offline_steps > 0:
+            raise ValueError(
+                "train_seeds: offline_steps > 0 needs an offline dataset (dataset=None)"
+            )
+        obs_dim = int(np.prod(envs[0].observation_space.shape))
+        action_dim = int(np.prod(envs[0].action_space.shape))
+    else:
+        obs_dim, action_dim = dataset.obs_dim, dataset.action_dim
     total = config.offline_steps + config.online_steps
     learning_starts = config.offline_steps + config.random_action_steps
     buffer = ReplayBuffer.create(obs_dim, action_dim, max(config.online_steps, 1))
@@ -641,7 +660,8 @@ def train_seeds(
         )
         elapsed = time.perf_counter() - start
         for s in which:
-            row = dict(step=steps[s], **results[s], eval_time_s=elapsed)
+            derived = {} if eval_metrics is None else eval_metrics(results[s])
+            row = dict(step=steps[s], **results[s], **derived, eval_time_s=elapsed)
             log(s, "eval", row)
             if progress is not None:
                 progress(0, dict(row, seed=seeds[s]))
@@ -680,7 +700,7 @@ def train_seeds(
                 save()
                 last_checkpoint = list(steps)
         # ---- online: one chunk per seed per round
-        online_size = _online_size(config)
+        online_size = config.batch_size if dataset is None else _online_size(config)
         chunk_size = horizon * action_dim
         observations = np.zeros((num, obs_dim), np.float32)
         at_boundary = [True] * num  # between episodes: the next chunk starts one
@@ -799,7 +819,7 @@ def train_seeds(
 
 def train(
     agent: AbstractAgent,
-    dataset: Transitions,
+    dataset: Transitions | None,
     env,
     config: TrainConfig,
     run_dir: str | Path,
@@ -808,6 +828,7 @@ def train(
     resume: bool = False,
     progress: Callable[[int, dict[str, Any]], None] | None = None,
     eval_env=None,
+    eval_metrics: Callable[[dict[str, float]], dict[str, float]] | None = None,
 ) -> tuple[AbstractAgent, list[dict[str, Any]]]:
     """Train one `agent` offline on `dataset`, then online in `env`: [`train_seeds`][interpolant_rl.train.train_seeds]
     with one seed, `config.seed` (the agent stacked on a seed axis of length 1, on the first
@@ -816,7 +837,8 @@ def train(
     **Arguments:**
 
     - `agent`: a freshly created agent (also the template a checkpoint is read into).
-    - `dataset`: the offline [`Transitions`][interpolant_rl.data.Transitions].
+    - `dataset`: the offline [`Transitions`][interpolant_rl.data.Transitions] (`None`: online
+      only).
     - `env`: a gymnasium environment (evaluation and the online phase); may be `None` when
       `online_steps == 0` and evaluation is not wanted (`eval_interval` larger than the run).
     - `config`: the schedule.
@@ -827,6 +849,7 @@ def train(
     - `eval_env`: the environment evaluations run in (default:
       [`evaluation_env`][interpolant_rl.train.evaluation_env]`(env)`, a separate copy, so an
       evaluation never interrupts an online episode).
+    - `eval_metrics`: metrics derived from each evaluation (see `train_seeds`).
 
     **Returns:** `(agent, eval_rows)`.
     """
@@ -840,5 +863,6 @@ def train(
         resume=resume,
         progress=progress,
         eval_envs=None if eval_env is None else [eval_env],
+        eval_metrics=eval_metrics,
     )
     return select_seed(agents, 0), eval_rows

@@ -1,0 +1,111 @@
+"""Gym-MuJoCo locomotion tasks in run.py: D4RL-format files (a D4RL name) and online-only runs
+(a gymnasium id), evaluated with D4RL's normalised score."""
+
+import json
+
+import gymnasium
+import numpy as np
+import pytest
+
+from experiments import run
+from interpolant_rl import data
+
+
+TINY = dict(width=16, depth=1, batch_size=16, eval_episodes=1, updates_per_call=10)
+
+
+def _write_d4rl_file(path, env_id="Hopper-v5", episodes=3, steps=40):
+    """A D4RL-layout file of random-action episodes (each cut by a timeout or a fall)."""
+    import h5py
+
+    env = gymnasium.make(env_id)
+    rng = np.random.default_rng(0)
+    rows = {k: [] for k in ("observations", "actions", "rewards", "terminals", "timeouts")}
+    for episode in range(episodes):
+        observation, _ = env.reset(seed=episode)
+        for t in range(steps):
+            action = rng.uniform(-1, 1, env.action_space.shape).astype(np.float32)
+            following, reward, terminated, truncated, _ = env.step(action)
+            for key, value in zip(
+                rows,
+                (observation, action, reward, terminated, truncated or t == steps - 1),
+                strict=True,
+            ):
+                rows[key].append(value)
+            observation = following
+            if terminated or truncated:
+                break
+    with h5py.File(path, "w") as file:
+        for key, values in rows.items():
+            file[key] = np.asarray(values, np.float32 if key != "terminals" else bool)
+
+
+def test_names():
+    assert data.parse_locomotion_name("walker2d-medium-expert-v2") == dict(
+        env="walker2d", env_id="Walker2d-v5", dataset="medium-expert"
+    )
+    assert data.parse_locomotion_name("Ant-v5") == dict(env="ant", env_id="Ant-v5", dataset=None)
+    for other in ("cube-single-play-singletask-task1-v0", "Hopper-v4", "hopper-medium-v3"):
+        assert data.parse_locomotion_name(other) is None
+    with pytest.raises(ValueError, match="not a locomotion task"):
+        data.make_locomotion_env("Humanoid-v5")
+
+
+def test_an_offline_run_on_a_d4rl_file_reports_the_normalised_score(tmp_path, capsys):
+    _write_d4rl_file(tmp_path / "hopper-medium-v2.hdf5")
+    config = run.RunConfig(
+        agent="moma_ql",
+        env="hopper-medium-v2",
+        data_dir=tmp_path,
+        out_dir=tmp_path / "run",
+        offline_steps=20,
+        eval_interval=10,
+        **TINY,
+    )
+    resolved = run.resolve(config)
+    assert (resolved.chunk, resolved.discount, resolved.num_critics) == (1, 0.99, 2)
+    assert run.main(config) == 0
+    assert "moma_ql on hopper-medium-v2: normalized score" in capsys.readouterr().out
+    rows = [json.loads(line) for line in (tmp_path / "run" / "eval.jsonl").open()]
+    assert [row["step"] for row in rows] == [10, 20]
+    for row in rows:
+        score = data.d4rl_normalized_score("hopper-medium-v2", row["episode_return"])
+        assert row["normalized_score"] == pytest.approx(score)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["final"]["normalized_score"] == pytest.approx(rows[-1]["normalized_score"])
+
+
+def test_an_online_only_run_of_two_seeds_on_a_gymnasium_id(tmp_path):
+    config = run.RunConfig(
+        agent="rlpd",
+        env="Hopper-v5",
+        out_dir=tmp_path / "run",
+        online_steps=40,
+        random_action_steps=20,
+        eval_interval=20,
+        num_seeds=2,
+        **TINY,
+    )
+    assert run.main(config) == 0
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert len(summary["final"]["normalized_score"]) == 2
+    assert "normalized_score_mean" in summary["final"]
+    rows = [json.loads(line) for line in (tmp_path / "run" / "seed1" / "eval.jsonl").open()]
+    assert [row["step"] for row in rows] == [20, 40] and "normalized_score" in rows[0]
+
+
+def test_locomotion_mistakes_are_one_line(tmp_path, capsys):
+    for changes, message in (
+        (dict(env="Hopper-v5", agent="fql"), "Hopper-v5 has no offline dataset"),
+        (dict(env="hopper-medium-v2"), "hopper-medium-v2.hdf5 is needed"),
+        (dict(env="hopper-medium-v2", sparse=True), "--sparse applies to OGBench"),
+        (dict(env="hopper-large-v2"), "not a singletask OGBench dataset name"),
+    ):
+        config = run.RunConfig(data_dir=tmp_path / "none", out_dir=tmp_path / "run", **changes)
+        assert run.main(config) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and message in err, err
+        assert not (tmp_path / "run").exists()
+    _write_d4rl_file(tmp_path / "hopper-medium-v2.hdf5", env_id="Walker2d-v5")
+    with pytest.raises(ValueError, match="observations of dimension 17"):
+        data.load_locomotion("hopper-medium-v2", tmp_path)
