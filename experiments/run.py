@@ -183,8 +183,9 @@ def resolve(config: RunConfig) -> RunConfig:
     return config
 
 
-# Run settings that may differ between a run and its resumption: the run's length and cadence,
-# logging, and where files live. Every other `RunConfig` field (agent, env, seeds, sizes, data
+# Run settings that may differ between a run and its resumption: the offline phase's length, the
+# cadence, logging, and where files live (not --online-steps: the replay buffer's capacity is the
+# online phase's length, so the checkpoint holds a buffer of that size). Every other `RunConfig` field (agent, env, seeds, sizes, data
 # spec, ...) and every agent setting must match the checkpoint's record. `--offline-steps` may
 # change only while the checkpoint is still inside both offline phases. `--updates-per-call` and
 # `--eval-interval` cut the offline updates into other blocks, whose keys derive from the block's
@@ -192,7 +193,6 @@ def resolve(config: RunConfig) -> RunConfig:
 # uninterrupted one.
 RESUMABLE = (
     "offline_steps",
-    "online_steps",
     "eval_interval",
     "eval_episodes",
     "tensorboard",

@@ -54,6 +54,7 @@ def _main(capsys, out_dir, **changes) -> tuple[int, str]:
         (dict(agent="fql"), "agent='qam', not 'fql' (--agent)"),
         (dict(dataset_episodes=7), "dataset_episodes=100, not 7 (--dataset-episodes)"),
         (dict(offline_steps=200), "--offline-steps may change only before"),
+        (dict(online_steps=50), "online_steps=0, not 50 (--online-steps)"),
     ],
 )  # fmt: skip
 def test_resume_refuses_another_configuration_in_one_line(tmp_path, capsys, changes, named):
@@ -80,7 +81,6 @@ def test_resume_accepts_what_may_change(tmp_path):
     longer = dataclasses.replace(
         config,
         resume=True,
-        online_steps=1000,
         offline_steps=900,  # the checkpoint (step 300) is inside both offline phases
         eval_interval=50,
         eval_episodes=3,
