@@ -63,6 +63,10 @@ class RunConfig:
     """Where OGBench's .npz files are read or generated (default: the library's cache)."""
     dataset_episodes: int | None = None
     """Episodes generated when the dataset is missing (cpu: 100, paper: 1000)."""
+    dataset_steps: int | None = None
+    """Transitions per policy level of a locomotion dataset built here (cpu: 100000, paper: 1000000, D4RL's)."""
+    behaviour_dir: Path | None = None
+    """Behaviour policies locomotion datasets are built from (default: the ones shipped in the package)."""
     data_seed: int = 0
     """Seed of dataset generation."""
     workers: int = 2
@@ -132,6 +136,7 @@ def resolve(config: RunConfig) -> RunConfig:
         "chunk",
         "batch_size",
         "dataset_episodes",
+        "dataset_steps",
         "eval_episodes",
         "eval_interval",
         "workers",
@@ -199,6 +204,7 @@ RESUMABLE = (
     "updates_per_call",
     "workers",
     "data_dir",
+    "behaviour_dir",
     "out_dir",
     "resume",
     "overwrite",
@@ -427,7 +433,7 @@ def _prepare(config: RunConfig, agent_cfg: Any):
                 train.read_rows(directory / f"{stream}.jsonl")
     locomotion = data.parse_locomotion_name(config.env) is not None
     if locomotion:
-        env, dataset = data.load_locomotion(config.env, config.data_dir)
+        env, dataset = _load_locomotion(config)
         obs_dim = int(env.observation_space.shape[0])
         action_dim = int(env.action_space.shape[0])
         envs = [env] + [data.make_locomotion_env(config.env) for _ in range(len(seeds) - 1)]
@@ -459,6 +465,30 @@ def _prepare(config: RunConfig, agent_cfg: Any):
     )
     stacked = train.make_agents(config.agent, obs_dim, action_dim * config.chunk, seeds, agent_cfg)
     return stacked, dataset, envs, train_config, header
+
+
+def _load_locomotion(config: RunConfig):
+    """The locomotion environment and offline data of `config.env` (built from behaviour
+    policies if missing, with a progress bar then)."""
+    bars = []
+
+    def generated(transitions):
+        if not bars:
+            bars.append(tqdm(unit="transition", unit_scale=True, desc="dataset", leave=False))
+        bars[0].update(transitions)
+
+    try:
+        return data.load_locomotion(
+            config.env,
+            config.data_dir,
+            num_steps=config.dataset_steps,
+            seed=config.data_seed,
+            policies_dir=config.behaviour_dir,
+            progress=generated,
+        )
+    finally:
+        for bar in bars:
+            bar.close()
 
 
 def _load_ogbench(config: RunConfig):

@@ -109,3 +109,73 @@ def test_locomotion_mistakes_are_one_line(tmp_path, capsys):
     _write_d4rl_file(tmp_path / "hopper-medium-v2.hdf5", env_id="Walker2d-v5")
     with pytest.raises(ValueError, match="observations of dimension 17"):
         data.load_locomotion("hopper-medium-v2", tmp_path)
+
+
+def test_behaviour_policies_build_every_d4rl_style_dataset(tmp_path, capsys):
+    import dataclasses
+
+    from interpolant_rl import agents, train
+
+    tiny = agents.NetworkConfig(16, 1)
+    config = dataclasses.replace(
+        train.SAC_CONFIG,
+        actor=tiny,
+        critic=dataclasses.replace(train.SAC_CONFIG.critic, width=16, depth=1),
+    )
+    index = train.train_behaviour_policy(
+        "hopper",
+        tmp_path / "policies",
+        online_steps=60,
+        evaluation_interval=20,
+        evaluation_episodes=1,
+        random_action_steps=20,
+        medium_score=-100.0,  # the first evaluated snapshot is "medium"
+        config=config,
+    )
+    assert [s.step for s in index.snapshots] == [0, 20, 40, 60]
+    assert (index.medium_step, index.expert_step) == (20, 60)
+    assert data.read_behaviour_index(tmp_path / "policies", "hopper") == index
+    sizes = {}
+    for dataset in ("random", "medium", "expert", "medium-replay", "medium-expert", "full-replay"):
+        name = f"hopper-{dataset}-v2"
+        data.generate_locomotion_dataset(
+            name, tmp_path / "data", num_steps=50, policies_dir=tmp_path / "policies"
+        )
+        _, transitions = data.load_locomotion(name, tmp_path / "data", num_steps=50)
+        sizes[dataset] = int(np.asarray(transitions.rewards).shape[0])
+    # D4RL's recipe: one policy per level, the replays as long as training until medium / the end
+    assert sizes == {
+        "random": 50,
+        "medium": 50,
+        "expert": 50,
+        "medium-replay": 20,
+        "medium-expert": 100,
+        "full-replay": 60,
+    }
+    import h5py
+
+    def observations(name):
+        with h5py.File(tmp_path / "data" / f"{name}.hdf5") as file:
+            return np.asarray(file["observations"])
+
+    both = observations("hopper-medium-expert-v2")
+    np.testing.assert_array_equal(both[:50], observations("hopper-medium-v2"))  # seeded rollouts
+    with pytest.raises(ValueError, match="generated with"):
+        data.generate_locomotion_dataset(
+            "hopper-medium-v2", tmp_path / "data", num_steps=60, policies_dir=tmp_path / "policies"
+        )
+    # run.py builds a missing dataset from the behaviour policies, then trains on it
+    config = run.RunConfig(
+        agent="moma_ql",
+        env="hopper-expert-v2",
+        data_dir=tmp_path / "fresh",
+        behaviour_dir=tmp_path / "policies",
+        dataset_steps=40,
+        out_dir=tmp_path / "run",
+        offline_steps=20,
+        eval_interval=10,
+        **TINY,
+    )
+    assert run.main(config) == 0
+    assert "normalized score" in capsys.readouterr().out
+    assert json.loads((tmp_path / "fresh" / "hopper-expert-v2.meta.json").read_text())["size"] == 40

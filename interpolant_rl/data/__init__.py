@@ -9,11 +9,20 @@ from ._d4rl_scores import (
     D4RL_REFERENCE_RETURNS as D4RL_REFERENCE_RETURNS,
 )
 from ._locomotion import (
-    default_d4rl_dir as default_d4rl_dir,
-    load_locomotion as load_locomotion,
     LOCOMOTION_ENV_IDS as LOCOMOTION_ENV_IDS,
     make_locomotion_env as make_locomotion_env,
     parse_locomotion_name as parse_locomotion_name,
+)
+from ._locomotion_datasets import (
+    BehaviourIndex as BehaviourIndex,
+    BehaviourSnapshot as BehaviourSnapshot,
+    default_d4rl_dir as default_d4rl_dir,
+    generate_locomotion_dataset as generate_locomotion_dataset,
+    load_behaviour_policy as load_behaviour_policy,
+    load_locomotion as load_locomotion,
+    read_behaviour_index as read_behaviour_index,
+    rollouts as rollouts,
+    SHIPPED_BEHAVIOUR_DIR as SHIPPED_BEHAVIOUR_DIR,
 )
 from ._minari import (
     load_d4rl as load_d4rl,

@@ -8,15 +8,11 @@ needed (checked when one is made).
 """
 
 import re
-from pathlib import Path
 
 import numpy as np
 
 from .. import _environments  # noqa: F401  (headless rendering, quiet console)
 from ._d4rl_scores import D4RL_DATASETS
-from ._minari import load_d4rl
-from ._ogbench_generate import default_cache_dir
-from ._transitions import Transitions
 
 
 LOCOMOTION_ENV_IDS = {
@@ -65,41 +61,3 @@ def make_locomotion_env(name: str):
     if not (np.all(low == -1.0) and np.all(high == 1.0)):  # every agent acts in [-1, 1]
         raise ValueError(f"{parts['env_id']}: action space [{low}, {high}] is not [-1, 1]")
     return env
-
-
-def default_d4rl_dir() -> Path:
-    """Where D4RL-format files are looked for by default: `d4rl/` beside the OGBench cache
-    (`~/.cache/interpolant_rl/d4rl`, or under `$XDG_CACHE_HOME`)."""
-    return default_cache_dir().parent / "d4rl"
-
-
-def load_locomotion(name: str, directory: str | Path | None = None) -> tuple:
-    """The environment and the offline data of a locomotion task.
-
-    - A D4RL name (`"hopper-medium-v2"`): the `-v5` environment and the D4RL-format file
-      `{directory}/{name}.hdf5` (default directory:
-      [`default_d4rl_dir`][interpolant_rl.data.default_d4rl_dir]) read by [`load_d4rl`][interpolant_rl.data.load_d4rl] (D4RL's own
-      files, which a user downloads; this library cannot fetch them). A missing file is one
-      line naming the path.
-    - A gymnasium id (`"Hopper-v5"`): the environment and `None` (no offline data: an
-      online-only run).
-
-    **Returns:** `(env, train)`, `train` a [`Transitions`][interpolant_rl.data.Transitions] or
-    `None`."""
-    env = make_locomotion_env(name)
-    if parse_locomotion_name(name)["dataset"] is None:
-        return env, None
-    directory = default_d4rl_dir() if directory is None else Path(directory)
-    path = directory / f"{name}.hdf5"
-    if not path.exists():
-        raise ValueError(
-            f"{path} is needed: D4RL's file for {name} (download it where a network allows, "
-            "and pass its directory as the data directory)"
-        )
-    train: Transitions = load_d4rl(path)
-    if train.obs_dim != int(np.prod(env.observation_space.shape)):
-        raise ValueError(
-            f"{path}: observations of dimension {train.obs_dim}, but {env.spec.id} has "
-            f"{env.observation_space.shape}"
-        )
-    return env, train

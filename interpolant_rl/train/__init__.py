@@ -1,6 +1,11 @@
 """Training: one driver for N >= 1 seeds (offline then online), evaluation, metrics logging,
 resumable checkpoints and the run directory that holds them."""
 
+from ._behaviour import (
+    MEDIUM_SCORES as MEDIUM_SCORES,
+    SAC_CONFIG as SAC_CONFIG,
+    train_behaviour_policy as train_behaviour_policy,
+)
 from ._checkpoint import (
     CheckpointError as CheckpointError,
     load_checkpoint as load_checkpoint,

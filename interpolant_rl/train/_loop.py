@@ -510,6 +510,7 @@ def train_seeds(
     devices: Sequence[jax.Device] | None = None,
     eval_envs: Sequence[Any] | None = None,
     eval_metrics: Callable[[dict[str, float]], dict[str, float]] | None = None,
+    on_evaluation: Callable[[AbstractAgent, dict[int, dict[str, Any]]], None] | None = None,
 ) -> tuple[AbstractAgent, list[list[dict[str, Any]]]]:
     """Train $N \\ge 1$ seeds of one configuration together, offline on `dataset` then online,
     with evaluations, logs and checkpoints (see the module docstring): every device computation
@@ -550,6 +551,10 @@ def train_seeds(
     - `eval_metrics`: metrics derived from an evaluation's (`success`, `episode_return`), added to
       its row, e.g. D4RL's normalised score:
       `lambda row: dict(normalized_score=d4rl_normalized_score("hopper-medium-v2", row["episode_return"]))`.
+    - `on_evaluation`: called after each evaluation as `on_evaluation(agents, rows)`, with the
+      stacked agents as evaluated (on the host) and `rows` mapping each evaluated seed's index
+      to its logged row, e.g. to keep snapshots of the policy
+      ([`train_behaviour_policy`][interpolant_rl.train.train_behaviour_policy] does).
 
     **Returns:** `(agents, eval_rows)`: the trained stacked agents (sharded like the inputs)
     and, per seed, its evaluation rows.
@@ -659,12 +664,15 @@ def train_seeds(
             sharding,
         )
         elapsed = time.perf_counter() - start
+        rows = {}
         for s in which:
             derived = {} if eval_metrics is None else eval_metrics(results[s])
-            row = dict(step=steps[s], **results[s], **derived, eval_time_s=elapsed)
-            log(s, "eval", row)
+            rows[s] = dict(step=steps[s], **results[s], **derived, eval_time_s=elapsed)
+            log(s, "eval", rows[s])
             if progress is not None:
-                progress(0, dict(row, seed=seeds[s]))
+                progress(0, dict(rows[s], seed=seeds[s]))
+        if on_evaluation is not None:
+            on_evaluation(get_tree(agents), rows)
 
     def due(s):  # an unforced evaluation: at the interval's multiples
         return steps[s] % config.eval_interval == 0 and steps[s] > 0
@@ -829,6 +837,7 @@ def train(
     progress: Callable[[int, dict[str, Any]], None] | None = None,
     eval_env=None,
     eval_metrics: Callable[[dict[str, float]], dict[str, float]] | None = None,
+    on_evaluation: Callable[[AbstractAgent, dict[str, Any]], None] | None = None,
 ) -> tuple[AbstractAgent, list[dict[str, Any]]]:
     """Train one `agent` offline on `dataset`, then online in `env`: [`train_seeds`][interpolant_rl.train.train_seeds]
     with one seed, `config.seed` (the agent stacked on a seed axis of length 1, on the first
@@ -850,6 +859,8 @@ def train(
       [`evaluation_env`][interpolant_rl.train.evaluation_env]`(env)`, a separate copy, so an
       evaluation never interrupts an online episode).
     - `eval_metrics`: metrics derived from each evaluation (see `train_seeds`).
+    - `on_evaluation`: called after each evaluation as `on_evaluation(agent, row)` with the
+      agent as evaluated and its row.
 
     **Returns:** `(agent, eval_rows)`.
     """
@@ -864,5 +875,8 @@ def train(
         progress=progress,
         eval_envs=None if eval_env is None else [eval_env],
         eval_metrics=eval_metrics,
+        on_evaluation=None
+        if on_evaluation is None
+        else lambda stacked, rows: on_evaluation(select_seed(stacked, 0), rows[0]),
     )
     return select_seed(agents, 0), eval_rows

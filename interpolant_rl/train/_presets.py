@@ -11,6 +11,7 @@ from typing import Any
 PRESETS = {
     "cpu": dict(
         dataset_episodes=100,
+        dataset_steps=100_000,
         offline_steps=20_000,
         online_steps=0,
         random_action_steps=0,
@@ -23,6 +24,7 @@ PRESETS = {
     ),
     "paper": dict(
         dataset_episodes=1000,
+        dataset_steps=1_000_000,
         offline_steps=1_000_000,
         online_steps=500_000,
         random_action_steps=0,
