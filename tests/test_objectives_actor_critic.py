@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
+import pytest
 
 import interpolant_rl as ir
 from interpolant_rl import agents, objectives as obj
@@ -67,6 +68,24 @@ def test_td3_bc_loss_normalises_q_and_penalises_distance():
     assert np.isclose(loss, -1.0 + 2.0 * 0.25)
     weighted = obj.td3_bc_loss(actions, data, q, 2.0, weights=jnp.array([1.0, 0.0]))[1]
     assert np.isclose(weighted["bc_loss"], 0.25)
+
+
+def test_td3bc_is_td3_bc_loss_with_its_paper_scale():
+    # TD3+BC: -lambda mean Q + mse_loss(pi, a), lambda = 2.5 / mean|Q|, mse over batch and dims
+    actions = jnp.array([[0.5, 0.0, 0.2], [0.0, 0.5, -0.4]])
+    data = jnp.zeros((2, 3))
+    q = jnp.array([2.0, 4.0])
+    lam = 2.5 / 3.0
+    mse = (0.25 + 0.04 + 0.25 + 0.16) / 6
+    paper = -lam * 3.0 + mse
+    config = agents.default_config("td3bc")
+    loss, metrics = obj.td3_bc_loss(actions, data, q, config.alpha, reduction=config.bc_reduction)
+    assert np.isclose(metrics["bc_loss"], mse)
+    assert np.isclose(2.5 * loss, paper)  # the same loss up to the constant 2.5
+    assert config.critic.num_critics == 2 and config.critic.rho == 1.0
+    assert not config.critic.layer_norm and config.actor_noise == 0.2 and config.actor_delay == 2
+    with pytest.raises(ValueError, match="reduction"):
+        obj.td3_bc_loss(actions, data, q, 1.0, reduction="max")
 
 
 def test_edit_stays_in_its_linf_ball_and_the_box():

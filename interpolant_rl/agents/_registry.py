@@ -48,6 +48,7 @@ AGENTS: dict[str, AgentSpec] = {
     "fql": AgentSpec(fql.FQLConfig, fql.create),
     "fbrac": AgentSpec(fbrac.FBRACConfig, fbrac.create),
     "rebrac": AgentSpec(rebrac.ReBRACConfig, rebrac.create),
+    "td3bc": AgentSpec(rebrac.td3bc_config, rebrac.create),
     "ifql": AgentSpec(ifql.IFQLConfig, ifql.create),
     "fawac": AgentSpec(fawac.FAWACConfig, fawac.create),
     "cgql": AgentSpec(cgql.CGQLConfig, cgql.create),

@@ -102,20 +102,31 @@ def td3_bc_loss(
     alpha: float,
     *,
     weights: Float[Array, " batch"] | None = None,
+    reduction: str = "sum",
 ) -> tuple[Scalar, dict[str, Scalar]]:
     r"""The TD3+BC / ReBRAC actor loss of a deterministic policy $\pi$:
 
     $$\mathcal L = -\frac{\operatorname{mean} Q(s, \pi(s))}{\mathrm{sg}\,\operatorname{mean}|Q(s, \pi(s))|}
       + \alpha\,\operatorname{mean}_i \|\pi(s_i) - a_i\|^2,$$
 
-    the behaviour-cloning term summed over action dimensions (as ReBRAC does) and averaged over
-    the batch with optional validity `weights`.
+    the behaviour-cloning term summed over action dimensions (`reduction="sum"`, as ReBRAC does)
+    or averaged over them (`"mean"`, TD3+BC's `mse_loss`: $\|\cdot\|^2 / d$), and averaged over
+    the batch with optional validity `weights`. TD3+BC's own form,
+    $-\lambda\operatorname{mean}Q + \mathrm{MSE}$ with $\lambda = \alpha_{\text{TD3+BC}} /
+    \mathrm{sg}\operatorname{mean}|Q|$, is this loss times $\alpha_{\text{TD3+BC}}$ with
+    $\alpha = 1/\alpha_{\text{TD3+BC}}$ and `reduction="mean"`: the same minimiser, and the same
+    Adam steps (Adam is invariant to a constant scale of the loss).
 
     **Arguments:** the policy's `actions` $\pi(s)$, the dataset's `data_actions` $a$, the critic's
-    `q_values` at the policy's actions, the BC weight `alpha` $\ge 0$, and `weights`.
+    `q_values` at the policy's actions, the BC weight `alpha` $\ge 0$, `weights` and
+    `reduction`.
 
     **Returns:** `(loss, metrics)`.
     """
-    bc = weighted_mean(jnp.sum((actions - data_actions) ** 2, axis=-1), weights)
+    if reduction not in ("sum", "mean"):
+        raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
+    squared = (actions - data_actions) ** 2
+    per_row = jnp.sum(squared, axis=-1) if reduction == "sum" else jnp.mean(squared, axis=-1)
+    bc = weighted_mean(per_row, weights)
     q_loss = normalised_q_loss(q_values)
     return q_loss + alpha * bc, dict(bc_loss=bc, q_loss=q_loss)
