@@ -53,13 +53,19 @@ def random_batch(key, lead=(UPDATES,)):
 @pytest.mark.parametrize("name", agents.available_agents())
 def test_agent_updates_and_acts(name):
     agent = agents.make_agent(name, OBS_DIM, ACTION_DIM, jr.key(0), tiny_config(name))
-    before = jax.tree.leaves(agent.critic.online.model)[0]
+    # what trains: the critic (its TD step), or the policy of an agent without one (bc)
+    learned = hasattr(agent.critic, "online")
+
+    def trained(agent):
+        return jax.tree.leaves(agent.critic.online.model if learned else agent.actor.model)[0]
+
+    before = trained(agent)
     agent, metrics = agent.update(random_batch(jr.key(1)), jr.key(2))
     assert metrics, name
     for metric, values in metrics.items():
         assert values.shape == (UPDATES,), metric
         assert np.all(np.isfinite(values)), f"{name}: {metric} = {values}"
-    assert not np.allclose(before, jax.tree.leaves(agent.critic.online.model)[0])
+    assert not np.allclose(before, trained(agent))
     one = agent.act(jnp.zeros(OBS_DIM), jr.key(3))
     many = agent.act(jr.normal(jr.key(4), (5, OBS_DIM)), jr.key(5))
     assert one.shape == (ACTION_DIM,) and many.shape == (5, ACTION_DIM)

@@ -154,4 +154,4 @@ def test_a_rejected_agent_value_exits_with_2(capsys):
     with pytest.raises(SystemExit) as exit_info:
         run.parse(["--agent", "fql", "--fql.alpha", "-3"])
     assert exit_info.value.code == 2
-    assert "alpha must be >= 0" in capsys.readouterr().err
+    assert "alpha must be" in capsys.readouterr().err

@@ -5,6 +5,7 @@ from the shared objectives. Build one by name with
 from ..data import Batch as Batch
 from . import (
     bam as bam,
+    bc as bc,
     cgql as cgql,
     dac as dac,
     dsrl as dsrl,

@@ -257,6 +257,6 @@ def domain_config(
         cells = REFERENCE_PROTOCOL.get(row, {}).get(domain, {})
         values.update({field: float(value) for field, value in cells.items()})
     values.update(horizon=settings.chunk, discount=settings.discount)
-    if settings.rho is not None:
-        values.update(rho=settings.rho)
+    if settings.rho is not None and _replace_everywhere(config, "rho", settings.rho)[1]:
+        values.update(rho=settings.rho)  # agents without a learned critic (bc) have no rho
     return override(config, **values)

@@ -7,7 +7,9 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
+from jaxtyping import Array, Float
 
+from ..nn import MLP
 from ._agent import AbstractPolicy
 
 
@@ -85,3 +87,12 @@ class BestOfN(AbstractPolicy):
         scores = jnp.min(values, axis=-1).reshape(batch, n)  # min_k Q_k(s, a_j)
         best = jnp.argmax(scores, axis=-1)
         return jnp.take_along_axis(candidates, best[:, None, None], axis=1)[:, 0]
+
+
+class DeterministicActor(eqx.Module):
+    """$\\pi(s) = \\tanh(\\mathrm{MLP}(s))$, one state at a time."""
+
+    mlp: MLP
+
+    def __call__(self, cond: Float[Array, " obs_dim"]) -> Float[Array, " action_dim"]:
+        return jnp.tanh(self.mlp(cond))

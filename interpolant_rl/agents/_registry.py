@@ -8,6 +8,7 @@ from jaxtyping import PRNGKeyArray
 
 from . import (
     bam,
+    bc,
     cgql,
     dac,
     dsrl,
@@ -47,6 +48,7 @@ AGENTS: dict[str, AgentSpec] = {
     "ofql": AgentSpec(ofql.OFQLConfig, ofql.create),
     "fql": AgentSpec(fql.FQLConfig, fql.create),
     "fbrac": AgentSpec(fbrac.FBRACConfig, fbrac.create),
+    "bc": AgentSpec(bc.BCConfig, bc.create),
     "rebrac": AgentSpec(rebrac.ReBRACConfig, rebrac.create),
     "td3bc": AgentSpec(rebrac.td3bc_config, rebrac.create),
     "ifql": AgentSpec(ifql.IFQLConfig, ifql.create),

@@ -23,7 +23,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
-from jaxtyping import Array, Float, Int, PRNGKeyArray
+from jaxtyping import Array, Int, PRNGKeyArray
 
 from ..nn import ema_update, MLP
 from ..objectives import td3_bc_loss
@@ -31,7 +31,7 @@ from ._agent import AbstractAgent
 from ._config import check_positive, NetworkConfig
 from ._critic import AbstractCritic, CriticConfig, LearnedCritic
 from ._optim import adam, Trained
-from ._policies import DeterministicPolicy
+from ._policies import DeterministicActor, DeterministicPolicy
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,15 +60,6 @@ class ReBRACConfig:
         check_positive("actor_noise", self.actor_noise, allow_zero=True)
         check_positive("noise_clip", self.noise_clip, allow_zero=True)
         check_positive("actor_delay", self.actor_delay)
-
-
-class DeterministicActor(eqx.Module):
-    """$\\pi(s) = \\tanh(\\mathrm{MLP}(s))$, one state at a time."""
-
-    mlp: MLP
-
-    def __call__(self, cond: Float[Array, " obs_dim"]) -> Float[Array, " action_dim"]:
-        return jnp.tanh(self.mlp(cond))
 
 
 class ReBRAC(AbstractAgent):
