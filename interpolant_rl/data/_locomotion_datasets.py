@@ -47,7 +47,7 @@ from .._files import atomic_write, FileLock, remove_stale_temporaries
 from ..nn import TanhGaussianPolicy
 from ._locomotion import make_locomotion_env, parse_locomotion_name
 from ._minari import load_d4rl
-from ._ogbench_generate import default_cache_dir, read_metadata
+from ._ogbench_generate import check_recorded_spec, default_cache_dir, read_metadata
 from ._transitions import Transitions
 
 
@@ -357,16 +357,7 @@ def load_locomotion(
             progress=progress,
         )
     elif meta.exists():
-        recorded = read_metadata(meta).get("spec", {})
-        wanted = dict(num_steps=num_steps, seed=seed)
-        differing = {k: v for k, v in wanted.items() if v is not None and recorded.get(k) != v}
-        if differing:
-            had = ", ".join(f"{k}={recorded.get(k)}" for k in differing)
-            asked = ", ".join(f"{k}={v}" for k, v in differing.items())
-            raise ValueError(
-                f"{meta}: the dataset there was generated with {had}, not {asked}; use another "
-                "directory or remove its files"
-            )
+        check_recorded_spec(meta, num_steps=num_steps, seed=seed)
     train: Transitions = load_d4rl(path)
     if train.obs_dim != int(np.prod(env.observation_space.shape)):
         raise ValueError(

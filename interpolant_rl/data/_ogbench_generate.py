@@ -351,3 +351,18 @@ def read_metadata(path: Path) -> dict:
     if not isinstance(metadata, dict):
         raise ValueError(f"{path}: dataset metadata is not a JSON object")
     return metadata
+
+
+def check_recorded_spec(path: Path, **wanted) -> None:
+    """Raise `ValueError` naming the metadata file `path` when a value of `wanted` that is not
+    `None` differs from the one its `spec` records (a dataset of another size or seed is never
+    used silently)."""
+    recorded = read_metadata(path).get("spec", {})
+    differing = {k: v for k, v in wanted.items() if v is not None and recorded.get(k) != v}
+    if differing:
+        had = ", ".join(f"{k}={recorded.get(k)}" for k in differing)
+        asked = ", ".join(f"{k}={v}" for k, v in differing.items())
+        raise ValueError(
+            f"{path}: the dataset there was generated with {had}, not {asked}; use another "
+            "directory or remove its files"
+        )

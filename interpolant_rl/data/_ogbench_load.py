@@ -17,12 +17,12 @@ import numpy as np
 
 from ._ogbench_generate import (
     _generate_locked,
+    check_recorded_spec,
     dataset_lock,
     dataset_paths,
     default_cache_dir,
     DOMAINS,
     GenerationSpec,
-    read_metadata,
 )
 from ._transitions import Transitions
 
@@ -163,16 +163,7 @@ def load_ogbench(
             )
             _generate_locked(spec, directory, workers, progress, overwrite=False)
         elif paths["meta"].exists():
-            recorded = read_metadata(paths["meta"]).get("spec", {})
-            wanted = dict(num_episodes=num_episodes, seed=seed)
-            differing = {k: v for k, v in wanted.items() if v is not None and recorded.get(k) != v}
-            if differing:
-                had = ", ".join(f"{k}={recorded.get(k)}" for k in differing)
-                asked = ", ".join(f"{k}={v}" for k, v in differing.items())
-                raise ValueError(
-                    f"{paths['meta']}: the dataset there was generated with {had}, not {asked}; "
-                    "use another directory or remove its files"
-                )
+            check_recorded_spec(paths["meta"], num_episodes=num_episodes, seed=seed)
         validate_ogbench_file(train_path)
         validate_ogbench_file(val_path)
     finally:
