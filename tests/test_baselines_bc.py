@@ -1,5 +1,6 @@
 """BC: its losses by hand, and its fitted policies against the closed-form optimum of each loss."""
 
+import dataclasses
 import math
 
 import jax
@@ -80,3 +81,10 @@ def test_bc_fits_the_closed_form_optimum_of_its_loss(deterministic):
         np.testing.assert_allclose(np.exp(log_std), u.std(0), rtol=0.06)
         action = agent.act(np.zeros(1, np.float32), jr.key(3))
         np.testing.assert_allclose(action, np.tanh(mean), atol=1e-6)  # acts with tanh(mu)
+        sampling = agents.make_agent(
+            "bc", 1, 2, jr.key(0), dataclasses.replace(config, stochastic_acting=True)
+        )
+        sampling = dataclasses.replace(sampling, actor=agent.actor)
+        draws = np.asarray(sampling.act(np.zeros((2048, 1), np.float32), jr.key(4)))
+        np.testing.assert_allclose(np.arctanh(draws).mean(0), u.mean(0), atol=0.03)
+        np.testing.assert_allclose(np.arctanh(draws).std(0), u.std(0), rtol=0.08)

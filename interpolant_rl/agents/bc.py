@@ -11,7 +11,8 @@ Algorithm box, per update on a batch $(s, a)$:
    $$\mathcal L(\phi) = \operatorname{mean}_i \|\mu_\phi(s_i) - a_i\|^2$$
    (summed over action dimensions, as the library's TD3+BC term).
 2. **Act.** Gaussian BC acts with the squashed mean $\tanh(\mu(s))$, the usual deterministic
-   evaluation of a Gaussian policy; deterministic BC with $\mu_\phi(s)$.
+   evaluation of a Gaussian policy (`stochastic_acting=True`: a sample of $\pi_\phi(\cdot\mid s)$,
+   the fitted distribution itself); deterministic BC with $\mu_\phi(s)$.
 
 There is no critic: the agent holds a [`FixedCritic`][interpolant_rl.agents.FixedCritic] of
 zero values whose TD step does nothing (it only records the chunk length and discount of the
@@ -34,16 +35,15 @@ from ._agent import AbstractAgent, AbstractPolicy
 from ._config import build_network, check_positive, NetworkConfig
 from ._critic import AbstractCritic, FixedCritic
 from ._optim import adam, check_optimiser, Trained
-from ._policies import DeterministicActor, DeterministicPolicy
+from ._policies import DeterministicActor, DeterministicPolicy, StochasticPolicy
 
 
 @dataclasses.dataclass(frozen=True)
 class BCConfig:
     """BC hyperparameters (see the module docstring for where they come from)."""
 
-    deterministic: bool = (
-        False  # True: tanh MLP by squared error; False: tanh-Gaussian by likelihood
-    )
+    deterministic: bool = False  # tanh MLP by squared error (default: tanh-Gaussian, likelihood)
+    stochastic_acting: bool = False  # Gaussian BC acts by sampling pi(.|s), not with tanh(mu(s))
     actor: NetworkConfig = NetworkConfig(256, 2)  # the policy network
     learning_rate: float = 3e-4  # Adam step size
     grad_clip: float | None = None  # no clipping
@@ -51,6 +51,8 @@ class BCConfig:
     discount: float = 0.99  # recorded with the data's chunking; BC has no TD target
 
     def __post_init__(self):
+        if self.deterministic and self.stochastic_acting:
+            raise ValueError("stochastic_acting needs the Gaussian policy (deterministic=False)")
         check_optimiser(self.learning_rate, self.grad_clip)
         check_positive("horizon", self.horizon)
 
@@ -101,6 +103,8 @@ class BC(AbstractAgent):
     def acting_policy(self) -> AbstractPolicy:
         if self.config.deterministic:
             return DeterministicPolicy(self.actor.model)
+        if self.config.stochastic_acting:
+            return StochasticPolicy(self.actor.model)
         return GaussianMode(self.actor.model)
 
 
