@@ -363,3 +363,36 @@ class FixedCritic(AbstractCritic):
 
     def step(self, batch, next_actions):
         return self, {}
+
+
+class FixedExpectileCritic(AbstractCritic):
+    r"""A known $Q$ with IQL's learned state value: [`FixedCritic`][interpolant_rl.agents.FixedCritic]'s
+    values, and a TD step that only fits $V(s)$ by expectile regression to the mean of
+    $Q(s, a)$ over its values at the dataset actions (the value half of
+    [`ExpectileCritic`][interpolant_rl.agents.ExpectileCritic]'s step; its $Q$ half has nothing
+    to learn). The exact-tilt benchmark gives it to agents whose critic is an `ExpectileCritic`,
+    so that policy extraction that reads $V$ (IQL) runs against the known $Q$ too.
+
+    **Fields:** `function`, `value` (a `Trained` [`StateValue`][interpolant_rl.agents.StateValue]),
+    `expectile`, `horizon` and `discount` (static).
+    """
+
+    function: Callable[[Array, Array], Array]
+    value: Trained
+    expectile: float = eqx.field(static=True)
+    horizon: int = eqx.field(static=True, default=1)
+    discount: float = eqx.field(static=True, default=0.99)
+
+    def values(self, cond, action):
+        return self.function(cond, action)
+
+    def target_values(self, cond, action):
+        return self.function(cond, action)
+
+    def step(self, batch, next_actions):
+        del next_actions
+        data_values = jnp.mean(self.target_batch_values(batch.observations, batch.actions), axis=-1)
+        value, value_loss = expectile_value_step(
+            self.value, batch.observations, data_values, self.expectile, batch.valid
+        )
+        return dataclasses.replace(self, value=value), dict(value_loss=value_loss)

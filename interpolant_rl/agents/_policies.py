@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float
 
-from ..nn import MLP
+from ..nn import MLP, TanhGaussianPolicy
 from ._agent import AbstractPolicy
 
 
@@ -96,3 +96,16 @@ class DeterministicActor(eqx.Module):
 
     def __call__(self, cond: Float[Array, " obs_dim"]) -> Float[Array, " action_dim"]:
         return jnp.tanh(self.mlp(cond))
+
+
+class GaussianMode(AbstractPolicy):
+    r"""$a = \tanh(\mu(s))$ of a [`TanhGaussianPolicy`][interpolant_rl.nn.TanhGaussianPolicy]
+    (the key is unused).
+
+    **Fields:** `network`."""
+
+    network: TanhGaussianPolicy
+
+    def __call__(self, observations, key):
+        del key
+        return jax.vmap(self.network.mode)(observations)

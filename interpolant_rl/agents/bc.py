@@ -35,7 +35,7 @@ from ._agent import AbstractAgent, AbstractPolicy
 from ._config import build_network, check_positive, NetworkConfig
 from ._critic import AbstractCritic, FixedCritic
 from ._optim import adam, check_optimiser, Trained
-from ._policies import DeterministicActor, DeterministicPolicy, StochasticPolicy
+from ._policies import DeterministicActor, DeterministicPolicy, GaussianMode, StochasticPolicy
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,19 +60,6 @@ class BCConfig:
 def _no_values(cond: Float[Array, " obs_dim"], action: Float[Array, " action_dim"]):
     del cond, action
     return jnp.zeros(1)
-
-
-class GaussianMode(AbstractPolicy):
-    r"""$a = \tanh(\mu(s))$ of a [`TanhGaussianPolicy`][interpolant_rl.nn.TanhGaussianPolicy]
-    (the key is unused).
-
-    **Fields:** `network`."""
-
-    network: TanhGaussianPolicy
-
-    def __call__(self, observations, key):
-        del key
-        return jax.vmap(self.network.mode)(observations)
 
 
 def bc_loss(network, batch, deterministic: bool):

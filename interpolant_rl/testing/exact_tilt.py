@@ -24,7 +24,9 @@ from .._kernels import mmd_squared, RBFKernel
 from ..agents import (
     adam,
     default_config,
+    ExpectileCritic,
     FixedCritic,
+    FixedExpectileCritic,
     flow_actions,
     flow_matching_step,
     make_agent,
@@ -249,7 +251,11 @@ def run_exact_tilt(
 
     agent = make_agent(agent_name, 1, dim, agent_key, config)
     # policy extraction alone: the known critic replaces the learned one (its TD step is a no-op)
-    agent = eqx.tree_at(lambda a: a.critic, agent, FixedCritic(critic))
+    if isinstance(agent.critic, ExpectileCritic):  # IQL reads V: it keeps learning it on Q
+        fixed = FixedExpectileCritic(critic, agent.critic.value, agent.critic.expectile)
+    else:
+        fixed = FixedCritic(critic)
+    agent = eqx.tree_at(lambda a: a.critic, agent, fixed)
     calls, remainder = divmod(steps, UPDATES_PER_CALL)
     chunks = [UPDATES_PER_CALL] * calls + ([remainder] if remainder else [])
     metrics = {}
