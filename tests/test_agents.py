@@ -2,6 +2,7 @@
 
 import dataclasses
 
+import equinox as eqx
 import helpers
 import jax
 import jax.numpy as jnp
@@ -57,7 +58,11 @@ def test_agent_updates_and_acts(name):
     learned = hasattr(agent.critic, "online")
 
     def trained(agent):
-        return jax.tree.leaves(agent.critic.online.model if learned else agent.actor.model)[0]
+        if learned:
+            return jax.tree.leaves(agent.critic.online.model)[0]
+        return jnp.concatenate(
+            [jnp.ravel(x) for x in jax.tree.leaves(eqx.filter(agent, eqx.is_inexact_array))]
+        )
 
     before = trained(agent)
     agent, metrics = agent.update(random_batch(jr.key(1)), jr.key(2))

@@ -8,6 +8,7 @@ from . import (
     bc as bc,
     cgql as cgql,
     dac as dac,
+    diffusion_ql as diffusion_ql,
     dsrl as dsrl,
     fawac as fawac,
     fbrac as fbrac,

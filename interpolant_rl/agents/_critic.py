@@ -365,6 +365,18 @@ class FixedCritic(AbstractCritic):
         return self, {}
 
 
+def _zero_values(cond: Float[Array, " obs_dim"], action: Float[Array, " action_dim"]) -> Array:
+    del cond, action
+    return jnp.zeros(1)
+
+
+def no_critic(horizon: int = 1, discount: float = 0.99) -> FixedCritic:
+    """The critic of an agent that never reads $Q$ (behaviour cloning): a
+    [`FixedCritic`][interpolant_rl.agents.FixedCritic] of zeros whose TD step does nothing, only
+    recording the chunk length and discount of the data."""
+    return FixedCritic(_zero_values, horizon=horizon, discount=discount)
+
+
 class FixedExpectileCritic(AbstractCritic):
     r"""A known $Q$ with IQL's learned state value: [`FixedCritic`][interpolant_rl.agents.FixedCritic]'s
     values, and a TD step that only fits $V(s)$ by expectile regression to the mean of

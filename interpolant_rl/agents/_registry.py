@@ -11,6 +11,7 @@ from . import (
     bc,
     cgql,
     dac,
+    diffusion_ql,
     dsrl,
     fawac,
     fbrac,
@@ -62,6 +63,8 @@ AGENTS: dict[str, AgentSpec] = {
     "fedit": AgentSpec(fedit.FEditConfig, fedit.create),
     "rlpd": AgentSpec(rlpd.RLPDConfig, rlpd.create),
     "qsm": AgentSpec(qsm.QSMConfig, qsm.create),
+    "diffusion_bc": AgentSpec(diffusion_ql.diffusion_bc_config, diffusion_ql.create),
+    "diffusion_ql": AgentSpec(diffusion_ql.DiffusionQLConfig, diffusion_ql.create),
     "dac": AgentSpec(dac.DACConfig, dac.create),
 }
 """Every registered algorithm: name -> [`AgentSpec`][interpolant_rl.agents.AgentSpec]."""

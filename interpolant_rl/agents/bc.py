@@ -27,13 +27,13 @@ import dataclasses
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import PRNGKeyArray
 
 from ..nn import MLP, TanhGaussianPolicy
 from ..objectives import weighted_mean
 from ._agent import AbstractAgent, AbstractPolicy
 from ._config import build_network, check_positive, NetworkConfig
-from ._critic import AbstractCritic, FixedCritic
+from ._critic import AbstractCritic, no_critic
 from ._optim import adam, check_optimiser, Trained
 from ._policies import DeterministicActor, DeterministicPolicy, GaussianMode, StochasticPolicy
 
@@ -55,11 +55,6 @@ class BCConfig:
             raise ValueError("stochastic_acting needs the Gaussian policy (deterministic=False)")
         check_optimiser(self.learning_rate, self.grad_clip)
         check_positive("horizon", self.horizon)
-
-
-def _no_values(cond: Float[Array, " obs_dim"], action: Float[Array, " action_dim"]):
-    del cond, action
-    return jnp.zeros(1)
 
 
 def bc_loss(network, batch, deterministic: bool):
@@ -104,5 +99,5 @@ def create(obs_dim: int, action_dim: int, key: PRNGKeyArray, config: BCConfig = 
         )
     else:
         network = build_network(TanhGaussianPolicy, action_dim, obs_dim, net, key)
-    critic = FixedCritic(_no_values, horizon=config.horizon, discount=config.discount)
+    critic = no_critic(config.horizon, config.discount)
     return BC(Trained.create(network, adam(config.learning_rate, config.grad_clip)), critic, config)
