@@ -84,6 +84,7 @@ def td_fit(
     batch: Batch,
     targets: Float[Array, " batch"],
     target_rate: float,
+    penalty: Callable[[CriticEnsemble], tuple[Scalar, Metrics]] | None = None,
 ) -> tuple[Trained, CriticEnsemble, Metrics]:
     r"""One TD step of an ensemble towards fixed `targets` $y$, then the EMA of its target:
 
@@ -92,14 +93,20 @@ def td_fit(
 
     with $w$ the batch's validity weights (a [`weighted_mean`][interpolant_rl.objectives.weighted_mean])
     and $\lambda$ = `target_rate`. Every learned critic's TD step ends here; they differ only in
-    how they build $y$. Returns `(online, target, metrics)`.
+    how they build $y$, and in an optional `penalty(ensemble) -> (loss, metrics)` added to the TD
+    loss (CQL's conservative term). Returns `(online, target, metrics)`.
     """
     targets = jax.lax.stop_gradient(targets)
 
     def loss_fn(ensemble):
         values = ensemble.batch_values(batch.observations, batch.actions)
         loss = weighted_mean(jnp.mean((values - targets[:, None]) ** 2, axis=-1), batch.valid)
-        return loss, dict(critic_loss=loss, q_mean=jnp.mean(values))
+        metrics = dict(critic_loss=loss, q_mean=jnp.mean(values))
+        if penalty is not None:
+            extra, extra_metrics = penalty(ensemble)
+            loss = loss + extra
+            metrics.update(extra_metrics)
+        return loss, metrics
 
     online, metrics = online.minimise(loss_fn)
     return online, ema_update(target, online.model, target_rate), metrics
@@ -225,7 +232,9 @@ class LearnedCritic(AbstractEnsembleCritic):
         online = _ensemble(obs_dim, action_dim, config, key)
         return cls(online, online.model, config)
 
-    def step(self, batch, next_actions):
+    def step(self, batch, next_actions, penalty=None):
+        """The TD step above; `penalty(ensemble) -> (loss, metrics)` is added to its loss
+        (see [`td_fit`][interpolant_rl.agents.td_fit])."""
         config = self.config
         next_values = self.target.batch_values(batch.next_observations, next_actions)
         targets = jax.vmap(
@@ -234,7 +243,7 @@ class LearnedCritic(AbstractEnsembleCritic):
             )
         )(batch.rewards, batch.masks, next_values)
         online, target, metrics = td_fit(
-            self.online, self.target, batch, targets, config.target_rate
+            self.online, self.target, batch, targets, config.target_rate, penalty
         )
         return LearnedCritic(online, target, config), metrics
 

@@ -65,6 +65,7 @@ from ._sac import (
 )
 from ._value import (
     advantage_weights as advantage_weights,
+    cql_penalty as cql_penalty,
     expectile_loss as expectile_loss,
 )
 from ._weighting import weighted_mean as weighted_mean

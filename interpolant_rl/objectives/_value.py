@@ -75,3 +75,31 @@ def advantage_weights(
         raise ValueError(f"max_weight must be > 0, got {max_weight}")
     exponent = jnp.minimum(tau * (q_values - values), jnp.log(max_weight))
     return jax.lax.stop_gradient(jnp.exp(exponent))
+
+
+def cql_penalty(
+    candidate_values: Float[Array, "batch samples members"],
+    log_densities: Float[Array, "batch samples"],
+    data_values: Float[Array, "batch members"],
+    temperature: ScalarLike = 1.0,
+    weights: Float[Array, " batch"] | None = None,
+) -> Float[Array, ""]:
+    r"""CQL's conservative penalty (CQL(H), Kumar et al. 2020) with the importance-sampled
+    log-sum-exp of its public code, averaged over the ensemble's members $k$:
+
+    $$\operatorname{mean}_i w_i \tfrac1K\sum_k\Big[T\log\sum_j \exp\Big(\frac{Q_k(s_i, a_{ij}) - \log\mu(a_{ij})}{T}\Big)
+      - Q_k(s_i, a_i)\Big],$$
+
+    the soft maximum of $Q$ over actions estimated from candidates $a_{ij} \sim \mu$ (e.g.
+    uniform ones and policy samples at $s$ and $s'$) divided by their proposal density, minus
+    $Q$ at the dataset action: pushing it down lowers out-of-distribution values relative to
+    the data's.
+
+    **Arguments:** `candidate_values` $Q_k(s_i, a_{ij})$, `log_densities` $\log\mu(a_{ij})$
+    (held fixed), `data_values` $Q_k(s_i, a_i)$, the `temperature` $T$ and the batch's validity
+    `weights`.
+
+    **Returns:** the penalty (before CQL's weight $\alpha$)."""
+    shifted = (candidate_values - jax.lax.stop_gradient(log_densities)[..., None]) / temperature
+    soft_max = temperature * jax.scipy.special.logsumexp(shifted, axis=1)  # (batch, members)
+    return weighted_mean(jnp.mean(soft_max - data_values, axis=-1), weights)
