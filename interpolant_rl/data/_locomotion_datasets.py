@@ -52,6 +52,8 @@ from ._transitions import Transitions
 
 
 SHIPPED_BEHAVIOUR_DIR = Path(__file__).parent / "behaviour"
+"""Where the package's own behaviour policies live (none are shipped yet: training them to
+expert takes hours per environment on a CPU; pass your own with `policies_dir`)."""
 LEVELS = ("random", "medium", "expert")
 
 
