@@ -23,6 +23,7 @@ is the same loop with N = 1, its run directory `OUT_DIR` itself. Plot learning c
 `python experiments/plot.py RUN_DIR ...` (for N seeds: `OUT_DIR/seed*`).
 """
 
+import contextlib
 import dataclasses
 import importlib.util
 import json
@@ -467,41 +468,41 @@ def _prepare(config: RunConfig, agent_cfg: Any):
     return stacked, dataset, envs, train_config, header
 
 
-def _load_locomotion(config: RunConfig):
-    """The locomotion environment and offline data of `config.env` (built from behaviour
-    policies if missing, with a progress bar then)."""
+@contextlib.contextmanager
+def _generation_bar(**tqdm_options):
+    """A progress callable for dataset generation whose bar appears only if it is called (a
+    cached dataset prints nothing), closed on exit."""
     bars = []
 
-    def generated(transitions):
+    def update(count):
         if not bars:
-            bars.append(tqdm(unit="transition", unit_scale=True, desc="dataset", leave=False))
-        bars[0].update(transitions)
+            bars.append(tqdm(desc="dataset", leave=False, **tqdm_options))
+        bars[0].update(count)
 
     try:
+        yield update
+    finally:
+        for bar in bars:
+            bar.close()
+
+
+def _load_locomotion(config: RunConfig):
+    """The locomotion environment and offline data of `config.env` (built from behaviour
+    policies if missing)."""
+    with _generation_bar(unit="transition", unit_scale=True) as progress:
         return data.load_locomotion(
             config.env,
             config.data_dir,
             num_steps=config.dataset_steps,
             seed=config.data_seed,
             policies_dir=config.behaviour_dir,
-            progress=generated,
+            progress=progress,
         )
-    finally:
-        for bar in bars:
-            bar.close()
 
 
 def _load_ogbench(config: RunConfig):
-    """The OGBench environment and offline data of `config.env` (generated if missing, with a
-    progress bar then)."""
-    bars = []  # a progress bar only if the dataset is generated
-
-    def generated(episodes):
-        if not bars:
-            bars.append(tqdm(unit="episode", desc="dataset", leave=False))
-        bars[0].update(episodes)
-
-    try:
+    """The OGBench environment and offline data of `config.env` (generated if missing)."""
+    with _generation_bar(unit="episode") as progress:
         env, dataset, _ = data.load_ogbench(
             config.env,
             config.data_dir,
@@ -509,11 +510,8 @@ def _load_ogbench(config: RunConfig):
             seed=config.data_seed,
             workers=config.workers,
             sparse=config.sparse,
-            progress=generated,
+            progress=progress,
         )
-    finally:
-        for bar in bars:
-            bar.close()
     return env, dataset
 
 

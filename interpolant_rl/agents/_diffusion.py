@@ -99,20 +99,25 @@ def noisy_action_gradient(critic: AbstractCritic) -> Callable:
     return gradient
 
 
-def create_diffusion_agent(agent_class: type, obs_dim: int, action_dim: int, key, config):
-    """`agent_class(diffusion, critic, config)` with a fresh noise-prediction policy on the
-    config's VP schedule and a fresh [`LearnedCritic`][interpolant_rl.agents.LearnedCritic]:
-    the construction QSM and DAC share (their configs have the same actor, schedule and
-    optimiser fields)."""
-    actor_key, critic_key = jr.split(key)
-    diffusion = DiffusionPolicy.create(
+def diffusion_policy(obs_dim: int, action_dim: int, config, key) -> DiffusionPolicy:
+    """A fresh noise-prediction policy on the config's VP schedule, from the actor, schedule
+    and optimiser fields that the configs of QSM, DAC and Diffusion-QL share."""
+    return DiffusionPolicy.create(
         obs_dim,
         action_dim,
         config.actor,
         adam(config.learning_rate, config.grad_clip, config.clip_mode),
         VariancePreservingInterpolant(config.beta_min, config.beta_max),
         config.diffusion_steps,
-        actor_key,
+        key,
     )
+
+
+def create_diffusion_agent(agent_class: type, obs_dim: int, action_dim: int, key, config):
+    """`agent_class(diffusion, critic, config)` with a fresh `diffusion_policy` and a fresh
+    [`LearnedCritic`][interpolant_rl.agents.LearnedCritic]: the construction QSM and DAC
+    share."""
+    actor_key, critic_key = jr.split(key)
+    diffusion = diffusion_policy(obs_dim, action_dim, config, actor_key)
     critic = LearnedCritic.create(obs_dim, action_dim, config.critic, critic_key)
     return agent_class(diffusion, critic, config)

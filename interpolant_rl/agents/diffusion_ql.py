@@ -55,8 +55,8 @@ from ..objectives import denoising_loss, normalised_q_loss
 from ._agent import AbstractAgent, AbstractPolicy
 from ._config import check_positive, NetworkConfig
 from ._critic import AbstractCritic, CriticConfig, LearnedCritic, no_critic
-from ._diffusion import DDPMPolicy, DiffusionPolicy
-from ._optim import adam, check_optimiser, ClipMode
+from ._diffusion import DDPMPolicy, diffusion_policy, DiffusionPolicy
+from ._optim import check_optimiser, ClipMode
 from ._policies import BestOfN
 
 
@@ -178,15 +178,7 @@ def create(
 ) -> DiffusionQL:
     """A fresh Diffusion-QL (or, with `diffusion_bc_config()`, Diffusion-BC) agent."""
     actor_key, critic_key = jr.split(key)
-    diffusion = DiffusionPolicy.create(
-        obs_dim,
-        action_dim,
-        config.actor,
-        adam(config.learning_rate, config.grad_clip, config.clip_mode),
-        VariancePreservingInterpolant(config.beta_min, config.beta_max),
-        config.diffusion_steps,
-        actor_key,
-    )
+    diffusion = diffusion_policy(obs_dim, action_dim, config, actor_key)
     if config.reads_q:
         critic = LearnedCritic.create(obs_dim, action_dim, config.critic, critic_key)
     else:  # Diffusion-BC: nothing reads Q

@@ -1,6 +1,7 @@
 """A run directory held by one process: locked, checked to be fresh, cleared or resumable, and
 free of what a killed writer left behind."""
 
+import contextlib
 import shutil
 from pathlib import Path
 from typing import Literal
@@ -89,10 +90,8 @@ class RunDirectory:
         self._lock.release()
         if self._created and self.path.is_dir() and not self.entries():
             (self.path / LOCK_NAME).unlink(missing_ok=True)
-            try:
+            with contextlib.suppress(OSError):  # another process may have written there since
                 self.path.rmdir()
-            except OSError:
-                pass
 
     def __enter__(self):
         return self
