@@ -109,6 +109,9 @@ def test_locomotion_mistakes_are_one_line(tmp_path, capsys):
     _write_d4rl_file(tmp_path / "hopper-medium-v2.hdf5", env_id="Walker2d-v5")
     with pytest.raises(ValueError, match="observations of dimension 17"):
         data.load_locomotion("hopper-medium-v2", tmp_path)
+    # a D4RL-format file that was not generated here is never overwritten by a generation
+    with pytest.raises(ValueError, match="was not generated here"):
+        data.generate_locomotion_dataset("hopper-medium-v2", tmp_path, num_steps=10)
 
 
 def test_behaviour_policies_build_every_d4rl_style_dataset(tmp_path, capsys):

@@ -271,7 +271,6 @@ def generate_locomotion_dataset(
     if num_steps < 1:
         raise ValueError(f"num_steps must be >= 1, got {num_steps}")
     policies_dir = Path(SHIPPED_BEHAVIOUR_DIR if policies_dir is None else policies_dir)
-    index = read_behaviour_index(policies_dir, parts["env"])
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     path, meta = directory / f"{name}.hdf5", directory / f"{name}.meta.json"
@@ -279,6 +278,11 @@ def generate_locomotion_dataset(
     spec = dict(dataset=name, num_steps=num_steps, seed=seed)
     with FileLock(directory / f".{name}.lock").acquire(wait=True):
         remove_stale_temporaries(directory, [path.name, meta.name])
+        if path.exists() and not meta.exists() and not incomplete.exists() and not overwrite:
+            raise ValueError(
+                f"{path} exists and was not generated here (no {meta.name}: D4RL's own file?); "
+                "pass overwrite=True or another directory"
+            )
         if meta.exists() and not incomplete.exists() and not overwrite:
             existing = read_metadata(meta)
             if existing.get("spec") != spec:
@@ -288,6 +292,7 @@ def generate_locomotion_dataset(
                 )
             if path.exists():
                 return path
+        index = read_behaviour_index(policies_dir, parts["env"])
         columns = _dataset_columns(name, policies_dir, index, num_steps, seed, progress)
         metadata = dict(
             spec=spec,
