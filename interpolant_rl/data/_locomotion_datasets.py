@@ -219,16 +219,16 @@ def _dataset_columns(name, policies_dir, index, num_steps, seed, progress):
         return {k: np.concatenate([h[k] for h in halves]) for k in halves[0]}
     # replays: each snapshot for the steps it collected in training
     last = index.level("medium").step if dataset == "medium-replay" else index.expert_step
-    parts_ = []
+    pieces = []
     previous = 0
     for snapshot in index.snapshots:
         if 0 < snapshot.step <= last:
             network = load_behaviour_policy(policies_dir, index, previous)
-            parts_.append(
+            pieces.append(
                 rollouts(network, env, snapshot.step - previous, seed + previous, progress)
             )
             previous = snapshot.step
-    return {k: np.concatenate([p[k] for p in parts_]) for k in parts_[0]}
+    return {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]}
 
 
 def dataset_size(name: str, index: BehaviourIndex, num_steps: int) -> int:
