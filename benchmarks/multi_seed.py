@@ -6,7 +6,7 @@ Run as `python benchmarks/multi_seed.py [--quick] [--agents qam fql] [--seeds 1 
 
 What is measured, in one process, for each agent (default `qam` and `fql`) at a small size
 (`resize(default_config(name), width=256, depth=2, num_critics=2)`, so 2 x 256 networks and
-K = 2 critics), on OGBench cube-double's shapes (observation dimension 37, chunks of 5
+K = 2 critics; `--size paper`: 4 x 512 and K = 10, `tiny`: 1 x 32, as in `train_step.py`), on OGBench cube-double's shapes (observation dimension 37, chunks of 5
 five-dimensional actions flattened to 25, `override(config, horizon=5)`), batch 256, every
 other hyperparameter at the agent's default, and for each N of `--seeds`:
 
@@ -54,6 +54,7 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
+from train_step import CONFIGS
 
 import interpolant_rl as ir
 from interpolant_rl import agents, train
@@ -68,7 +69,8 @@ HORIZON = 5
 CHUNK_DIM = HORIZON * ACTION_DIM
 BATCH = 256
 DISCOUNT = 0.99
-SIZE = dict(width=256, depth=2, num_critics=2)
+SIZES = {size: CONFIGS[size] for size in ("small", "paper", "tiny")}
+SIZE = dict(SIZES["small"])  # --size replaces it
 DATASET_SIZE = 10_000
 EPISODE_LENGTH = 200
 
@@ -199,7 +201,12 @@ def main() -> None:
     parser.add_argument("--agents", nargs="+", default=["qam", "fql"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 4, 8])
     parser.add_argument("--updates-per-call", type=int, default=None)
+    parser.add_argument(
+        "--size", choices=list(SIZES), default="small", help="network sizes (train_step.py's)"
+    )
     options = parser.parse_args()
+    SIZE.clear()
+    SIZE.update(SIZES[options.size])
     updates = options.updates_per_call or (2 if options.quick else 10)
     reps = 2 if options.quick else 7
     dataset = synthetic_dataset()

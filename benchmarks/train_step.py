@@ -39,8 +39,10 @@ which is about the single update's again, since the outer scan is counted once t
 
 Throughput. `achieved_gflops` = `matmul_gflop_per_update` / seconds per update.
 `matmul_peak` is measured in the same run, before and after the agents: a jitted float32
-`jnp.dot` of two square matrices of each size (512, 1024, 2048; `--quick`: 512, 1024), the best
-of several timed blocks; the peak over sizes and over both sweeps is the reference, and
+`jnp.dot` of two square matrices of each size (CPU: 512, 1024, 2048; GPU: 2048, 4096, 8192;
+`--quick`: the first two; `--matmul-sizes` to choose), the best of several timed blocks (on a GPU
+at JAX's default float32 matmul precision, TF32 on NVIDIA chips since Ampere, as the agents' own
+matmuls); the peak over sizes and over both sweeps is the reference, and
 `fraction_of_matmul_peak` = `achieved_gflops` / peak GFLOP/s. Because other processes may share
 the machine, one block of the reference matmul (at the peak's size) is also timed right after
 every repetition of every agent; `fraction_of_concurrent_matmul` divides by the median of those.
@@ -89,7 +91,11 @@ BATCH = 256
 CONFIGS = {
     "small": dict(width=256, depth=2, num_critics=2),
     "paper": dict(width=512, depth=4, num_critics=10),
+    # `benchmarks/gpu_suite.sh --dry-run`'s size: proves the scripts run, measures nothing
+    "tiny": dict(width=32, depth=1, num_critics=2),
 }
+# the reference matmul's sizes: large enough on a GPU to reach its dense-matmul peak
+MATMUL_SIZES = {"cpu": [512, 1024, 2048], "gpu": [2048, 4096, 8192]}
 TARGET = {
     "metric": "fraction_of_matmul_peak",
     "min": 0.5,
@@ -285,17 +291,32 @@ def main() -> None:
     parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
     parser.add_argument("--agents", nargs="+", choices=names, default=list(names))
     parser.add_argument("--num-updates", type=int, default=None, help="updates per call (10)")
+    parser.add_argument(
+        "--seconds", type=float, default=None, help="timed seconds per agent and size (20)"
+    )
+    parser.add_argument(
+        "--matmul-sizes",
+        nargs="+",
+        type=int,
+        default=None,
+        help="sizes of the reference matmul (CPU: 512 1024 2048; GPU: 2048 4096 8192)",
+    )
     options = parser.parse_args()
+    platform_sizes = MATMUL_SIZES["cpu" if jax.default_backend() == "cpu" else "gpu"]
     if options.quick:
         options.num_updates = options.num_updates or 2
         options.min_reps, options.max_reps, options.seconds = 2, 2, 0.0
-        sizes, blocks = [512, 1024], 3
+        sizes, blocks = platform_sizes[:2], 3
     else:
         options.num_updates = options.num_updates or 10
-        options.min_reps, options.max_reps, options.seconds = 5, 20, 20.0
-        sizes, blocks = [512, 1024, 2048], 10
+        options.min_reps, options.max_reps = 5, 20
+        options.seconds = 20.0 if options.seconds is None else options.seconds
+        sizes, blocks = platform_sizes, 10
+    sizes = options.matmul_sizes or sizes
     if options.num_updates < 1:
         parser.error("--num-updates must be >= 1")
+    if options.seconds < 0 or min(sizes) < 1:
+        parser.error("--seconds must be >= 0 and --matmul-sizes >= 1")
 
     sweeps = {"start": matmul_sweep(sizes, blocks)}
     peak_size = max(sweeps["start"], key=sweeps["start"].get)

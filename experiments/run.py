@@ -104,6 +104,8 @@ class RunConfig:
     """Also write the metrics as TensorBoard scalars to OUT_DIR/tensorboard (pip install "interpolant_rl[tensorboard]")."""
     updates_per_call: int = 100
     """Updates per jitted call in the offline phase."""
+    time_limit: float | None = None
+    """Stop after this many seconds of training (at the next call boundary; online, with every seed between episodes), evaluate and checkpoint there; --resume continues. For a cluster job's wall-time limit."""
 
 
 def resolve(config: RunConfig) -> RunConfig:
@@ -157,6 +159,8 @@ def resolve(config: RunConfig) -> RunConfig:
         raise ValueError(f"--discount must lie in [0, 1], got {config.discount}")
     if config.tau is not None and not (math.isfinite(config.tau) and config.tau >= 0):
         raise ValueError(f"--tau must be finite and >= 0, got {config.tau}")
+    if config.time_limit is not None and not (config.time_limit > 0):  # NaN too
+        raise ValueError(f"--time-limit must be > 0 seconds, got {config.time_limit}")
     if config.resume and config.overwrite:
         raise ValueError("--resume continues the run in --out-dir, --overwrite clears it: not both")
     if locomotion is None:
@@ -203,6 +207,7 @@ RESUMABLE = (
     "eval_episodes",
     "tensorboard",
     "updates_per_call",
+    "time_limit",
     "workers",
     "data_dir",
     "behaviour_dir",
@@ -347,6 +352,9 @@ def summarise(config: RunConfig, header: dict, evals: list, wall_time: float):
             agent_config=header["agent_config"],
             final=finals[-1],
             evaluations=seed_evals,
+            steps=finals[-1].get("step", 0),
+            # --time-limit ended the run before its last step (--resume continues it)
+            time_limit_reached=finals[-1].get("step", 0) < total,
             wall_time_s=wall_time,
         )
         if several:
@@ -357,9 +365,11 @@ def summarise(config: RunConfig, header: dict, evals: list, wall_time: float):
     metric = headline(config)
     values = [final.get(metric, float("nan")) for final in finals]
     name = metric.replace("_", " ")
+    done = min(final.get("step", 0) for final in finals)
+    after = f"{total} steps" if done >= total else f"{done} of {total} steps (--time-limit)"
     if not several:
         print(
-            f"{config.agent} on {config.env}: {name} {values[0]:.2f} after {total} steps "
+            f"{config.agent} on {config.env}: {name} {values[0]:.2f} after {after} "
             f"({wall_time / 60:.1f} min); run in {config.out_dir}"
         )
         return
@@ -371,13 +381,15 @@ def summarise(config: RunConfig, header: dict, evals: list, wall_time: float):
         seeds=seeds,
         runs=[f"seed{seed}" for seed in seeds],
         final={f"{metric}_mean": mean, f"{metric}_std": std, metric: values},
+        steps=done,
+        time_limit_reached=done < total,
         wall_time_s=wall_time,
         versions=versions,
     )
     (config.out_dir / "summary.json").write_text(json.dumps(aggregate, indent=2) + "\n")
     print(
         f"{config.agent} on {config.env}: {name} {mean:.2f} +- {std:.2f} over seeds "
-        f"{seeds[0]}-{seeds[-1]} after {total} steps ({wall_time / 60:.1f} min); "
+        f"{seeds[0]}-{seeds[-1]} after {after} ({wall_time / 60:.1f} min); "
         f"runs in {config.out_dir}/seed*"
     )
 
@@ -458,6 +470,7 @@ def _prepare(config: RunConfig, agent_cfg: Any):
         checkpoint_interval=config.eval_interval,
         seed=config.seed,
         tensorboard=config.tensorboard,
+        time_limit_s=config.time_limit,
     )
     header = dict(
         run=_as_json(dataclasses.asdict(config)),

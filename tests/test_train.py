@@ -4,6 +4,7 @@ checkpoints, exact resume, and non-finite losses."""
 import dataclasses
 import json
 import shutil
+import time
 
 import equinox as eqx
 import gymnasium
@@ -170,6 +171,29 @@ def test_resume_continues_exactly(tmp_path):
             np.testing.assert_array_equal(a, b)
         assert _rows(full_dir, "train") == _rows(run_dir, "train")
         assert _rows(full_dir, "eval") == _rows(run_dir, "eval")
+
+    # a time limit ends the run at the next call boundary, evaluated and checkpointed there;
+    # resuming without it finishes the same run
+    limited_dir = tmp_path / "limited"
+    limited = dataclasses.replace(CONFIG, time_limit_s=0.05)
+    _, evals = train.train(
+        make_agent(), DATA, PointMass(), limited, limited_dir, progress=lambda *_: time.sleep(0.06)
+    )
+    assert [row["step"] for row in evals] == [10]
+    assert train.read_checkpoint_header(limited_dir / "checkpoint.eqx")["step"] == 10
+    resumed, _ = train.train(make_agent(), DATA, PointMass(), CONFIG, limited_dir, resume=True)
+    for a, b in zip(
+        jax.tree.leaves(eqx_arrays(full)), jax.tree.leaves(eqx_arrays(resumed)), strict=True
+    ):
+        np.testing.assert_array_equal(a, b)
+    assert _rows(full_dir, "train") == _rows(limited_dir, "train")
+    assert _rows(limited_dir, "eval") == [_rows(limited_dir, "eval")[0], *_rows(full_dir, "eval")]
+    # offline rows time the call and the host's work before it (the loop's own idle time)
+    first, second = (json.loads(line) for line in (full_dir / "train.jsonl").open().readlines()[:2])
+    assert first["host_time_s"] == 0.0 and second["host_time_s"] >= 0.0
+    assert second["call_time_s"] > 0.0
+    with pytest.raises(ValueError, match="time_limit_s must be > 0"):
+        dataclasses.replace(CONFIG, time_limit_s=0.0)
 
 
 def _to_legacy_checkpoint(path):

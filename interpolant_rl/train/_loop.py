@@ -48,7 +48,9 @@ episodes, the checkpoint is written. Waiting changes nothing in a seed's own run
 
 **Checkpoints** (`{run_dir}/checkpoint.eqx`, one file for all seeds) are saved every
 `checkpoint_interval` steps (online: at the first episode end after that), at the end, and on
-Ctrl-C; a non-finite loss stops the run with
+Ctrl-C. With `time_limit_s`, the run ends early at the first call boundary after that many
+seconds (online: once every seed is between episodes) with the end's evaluation and checkpoint,
+from which `resume` continues; a non-finite loss stops the run with
 [`NonFiniteLossError`][interpolant_rl.train.NonFiniteLossError], keeping the last good one.
 """
 
@@ -100,6 +102,10 @@ class TrainConfig:
     eval_episodes: int = 50  # episodes per evaluation
     checkpoint_interval: int = 50_000  # steps between checkpoints
     seed: int = 0  # every random draw derives from it (seed s of N: seed + s)
+    # stop at the first call boundary (online: with every seed between episodes) after this
+    # many seconds of training, then evaluate and checkpoint as at the end (None: no limit); a
+    # cluster job's wall-time limit, or a benchmark's budget. `resume` continues the run.
+    time_limit_s: float | None = None
     tensorboard: bool = (
         False  # also log to {run_dir}/tensorboard (extra: interpolant_rl[tensorboard])
     )
@@ -120,6 +126,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 <= self.online_fraction <= 1.0:
             raise ValueError(f"online_fraction must lie in [0, 1], got {self.online_fraction}")
+        if self.time_limit_s is not None and not self.time_limit_s > 0:  # NaN too
+            raise ValueError(f"time_limit_s must be > 0 or None, got {self.time_limit_s}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -677,14 +685,33 @@ def train_seeds(
     def due(s):  # an unforced evaluation: at the interval's multiples
         return steps[s] % config.eval_interval == 0 and steps[s] > 0
 
+    started = time.monotonic()
+
+    def out_of_time() -> bool:
+        over = config.time_limit_s is not None and time.monotonic() - started >= config.time_limit_s
+        if jax.process_count() > 1:  # every process must stop at the same boundary
+            from jax.experimental import multihost_utils
+
+            over = bool(multihost_utils.broadcast_one_to_all(np.asarray(over)))
+        return over
+
     try:
         if resume:  # an interruption may have come between an update and its evaluation
             evaluate_seeds([s for s in range(num) if due(s)])
-        # ---- offline: all seeds move together
+        # ---- offline: all seeds move together. Each row also records the call's wall time
+        # (dispatch to metrics on the host) and the host's time between the previous call's
+        # metrics and this call's dispatch, evaluations and checkpoints excluded: the device
+        # idles then, so sum(host) / sum(host + call) is the loop's own idle fraction.
+        ready, paused, stopped = None, 0.0, False
         while steps[0] < config.offline_steps:
+            if out_of_time():
+                stopped = True
+                break
             step = steps[0]
             until_eval = config.eval_interval - step % config.eval_interval
             n = min(config.updates_per_call, config.offline_steps - step, until_eval)
+            dispatch = time.perf_counter()
+            host_time = 0.0 if ready is None else dispatch - ready - paused
             new_agents, metrics = _offline_calls(
                 agents,
                 dataset,
@@ -696,17 +723,22 @@ def train_seeds(
                 discount,
                 sharding,
             )
-            lasts = _check_finite(get_tree(metrics), range(num), [step + n] * num, seeds)
+            metrics = get_tree(metrics)
+            ready = time.perf_counter()
+            timing = dict(call_time_s=ready - dispatch, host_time_s=host_time)
+            lasts = _check_finite(metrics, range(num), [step + n] * num, seeds)
             agents, steps = new_agents, [step + n] * num
             for s in range(num):
-                log(s, "train", dict(step=steps[s], **lasts[s]))
+                log(s, "train", dict(step=steps[s], **lasts[s], **timing))
             if progress is not None:
                 for s in range(num):
                     progress(n, dict(lasts[s], seed=seeds[s]))
+            pause = time.perf_counter()
             evaluate_seeds([s for s in range(num) if due(s)])
             if steps[0] - last_checkpoint[0] >= config.checkpoint_interval:
                 save()
                 last_checkpoint = list(steps)
+            paused = time.perf_counter() - pause
         # ---- online: one chunk per seed per round
         online_size = config.batch_size if dataset is None else _online_size(config)
         chunk_size = horizon * action_dim
@@ -714,7 +746,9 @@ def train_seeds(
         at_boundary = [True] * num  # between episodes: the next chunk starts one
         chunk_index = [0] * num
         evaluation_due, checkpoint_due = [False] * num, [False] * num
-        while any(step < total for step in steps):
+        while not stopped and any(step < total for step in steps):
+            if all(at_boundary) and out_of_time():
+                break
             running = [
                 s
                 for s in range(num)
