@@ -20,6 +20,10 @@ from ._adjoint import (
     solve_adjoint as solve_adjoint,
 )
 from ._brownian import GridBrownianPath as GridBrownianPath
+from ._consistency import (
+    consistency_sample as consistency_sample,
+    KarrasSchedule as KarrasSchedule,
+)
 from ._ddpm import (
     ddpm_posterior as ddpm_posterior,
     ddpm_sample as ddpm_sample,

@@ -7,6 +7,7 @@ from . import (
     bam as bam,
     bc as bc,
     cgql as cgql,
+    consistency_ac as consistency_ac,
     cql as cql,
     dac as dac,
     diffusion_ql as diffusion_ql,

@@ -1,5 +1,5 @@
 r"""Acting policies that are not flows: a network of noise, a deterministic network, and the
-best of $N$ proposals under a critic."""
+best of $N$ proposals under a critic (or a softmax draw among them)."""
 
 from collections.abc import Callable
 
@@ -87,6 +87,22 @@ class BestOfN(AbstractPolicy):
         scores = jnp.min(values, axis=-1).reshape(batch, n)  # min_k Q_k(s, a_j)
         best = jnp.argmax(scores, axis=-1)
         return jnp.take_along_axis(candidates, best[:, None, None], axis=1)[:, 0]
+
+
+class SoftmaxOfN(BestOfN):
+    r"""$a = a_j$ drawn with probability $\operatorname{softmax}_j \min_k Q_k(s, a_j)$ over $N$
+    proposals (the public codes of Diffusion-QL and Consistency-AC)."""
+
+    def __call__(self, observations, key):
+        proposal_key, choice_key = jr.split(key)
+        candidates = self.candidates(observations, proposal_key)
+        batch, n, dim = candidates.shape
+        values = self.values(
+            jnp.repeat(observations, n, axis=0), candidates.reshape(batch * n, dim)
+        )
+        scores = jnp.min(values, axis=-1).reshape(batch, n)
+        chosen = jr.categorical(choice_key, scores, axis=-1)
+        return jnp.take_along_axis(candidates, chosen[:, None, None], axis=1)[:, 0]
 
 
 class DeterministicActor(eqx.Module):

@@ -10,6 +10,7 @@ from . import (
     bam,
     bc,
     cgql,
+    consistency_ac,
     cql,
     dac,
     diffusion_ql,
@@ -68,6 +69,8 @@ AGENTS: dict[str, AgentSpec] = {
     "diffusion_bc": AgentSpec(diffusion_ql.diffusion_bc_config, diffusion_ql.create),
     "diffusion_ql": AgentSpec(diffusion_ql.DiffusionQLConfig, diffusion_ql.create),
     "dac": AgentSpec(dac.DACConfig, dac.create),
+    "consistency_bc": AgentSpec(consistency_ac.consistency_bc_config, consistency_ac.create),
+    "consistency_ac": AgentSpec(consistency_ac.ConsistencyACConfig, consistency_ac.create),
 }
 """Every registered algorithm: name -> [`AgentSpec`][interpolant_rl.agents.AgentSpec]."""
 

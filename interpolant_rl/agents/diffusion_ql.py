@@ -45,7 +45,6 @@ import dataclasses
 from typing import Literal
 
 import equinox as eqx
-import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import PRNGKeyArray
 
@@ -57,7 +56,7 @@ from ._config import check_positive, NetworkConfig
 from ._critic import AbstractCritic, CriticConfig, LearnedCritic, no_critic
 from ._diffusion import DDPMPolicy, diffusion_policy, DiffusionPolicy
 from ._optim import check_optimiser, ClipMode
-from ._policies import BestOfN
+from ._policies import BestOfN, SoftmaxOfN
 
 
 Selection = Literal["max", "softmax", "sample"]
@@ -104,22 +103,6 @@ class DiffusionQLConfig:
 def diffusion_bc_config() -> DiffusionQLConfig:
     """Diffusion-BC: Diffusion-QL's policy with $\\eta = 0$, acting with one DDPM sample."""
     return DiffusionQLConfig(eta=0.0, action_selection="sample")
-
-
-class SoftmaxOfN(BestOfN):
-    r"""$a = a_j$ drawn with probability $\operatorname{softmax}_j \min_k Q_k(s, a_j)$ over $N$
-    proposals (Diffusion-QL's public code)."""
-
-    def __call__(self, observations, key):
-        proposal_key, choice_key = jr.split(key)
-        candidates = self.candidates(observations, proposal_key)
-        batch, n, dim = candidates.shape
-        values = self.values(
-            jnp.repeat(observations, n, axis=0), candidates.reshape(batch * n, dim)
-        )
-        scores = jnp.min(values, axis=-1).reshape(batch, n)
-        chosen = jr.categorical(choice_key, scores, axis=-1)
-        return jnp.take_along_axis(candidates, chosen[:, None, None], axis=1)[:, 0]
 
 
 class DiffusionQL(AbstractAgent):

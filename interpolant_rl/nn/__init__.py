@@ -20,6 +20,7 @@ from ._fields import (
 )
 from ._mlp import MLP as MLP
 from ._parametrisations import (
+    ConsistencyFunction as ConsistencyFunction,
     GuidedVelocity as GuidedVelocity,
     NoisePrediction as NoisePrediction,
     PreconditionedJump as PreconditionedJump,

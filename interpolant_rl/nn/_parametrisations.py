@@ -1,11 +1,12 @@
 r"""Fields built from other fields through an interpolant: a noise prediction seen as a denoiser,
-score and velocity; a jump field with its boundary condition built in; a velocity guided by a
-critic."""
+score and velocity; a jump field with its boundary condition built in; a consistency function
+with Karras' boundary parametrisation; a velocity guided by a critic."""
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from .._consistency import KarrasSchedule
 from .._custom_types import (
     Cond,
     JumpField,
@@ -79,6 +80,52 @@ class PreconditionedJump(eqx.Module):
         c_skip = alpha * self.sigma_data**2 / variance
         c_out = beta * self.sigma_data / jnp.sqrt(variance)
         return c_skip * x + c_out * self.network(t, s, x, cond)
+
+
+class ConsistencyFunction(eqx.Module):
+    r"""A consistency function with the boundary condition built in (Song et al. 2023, their
+    Appendix C, on Karras et al.'s 2022 skip scalings), in the library's time
+    ([`KarrasSchedule`][interpolant_rl.KarrasSchedule]: $\sigma(t)$ runs from $\sigma_{\max}$ at
+    $t = 0$ to $\epsilon$ at $t = 1$):
+
+    $$f_\theta(t, x, c) = c_{\text{skip}}(\sigma)\,x + c_{\text{out}}(\sigma)\,F_\theta(t, \tilde x, c),
+      \qquad c_{\text{skip}} = \frac{\sigma_d^2}{(\sigma - \epsilon)^2 + \sigma_d^2},\quad
+      c_{\text{out}} = \frac{\sigma_d\,(\sigma - \epsilon)}{\sqrt{\sigma_d^2 + \sigma^2}},
+      \qquad \sigma = \sigma(t),$$
+
+    with $F_\theta$ the raw network. At $t = 1$ ($\sigma = \epsilon$) $c_{\text{skip}} = 1$ and
+    $c_{\text{out}} = 0$: $f_\theta(1, x, c) = x$ exactly, whatever the network (the boundary
+    condition $f(x_\epsilon, \epsilon) = x_\epsilon$). The network reads the time $t \in [0, 1]$
+    (not $\sigma$, nor Song et al.'s $\tfrac14\log\sigma$, nor Ding & Jin's sinusoidal embedding
+    of $\sigma$) and, by default, the unscaled $\tilde x = x$, as Ding & Jin's code does
+    ("no c_in"); `scale_input=True` feeds EDM's $\tilde x = x/\sqrt{\sigma^2 + \sigma_d^2}$
+    (Song et al.'s $c_{\text{in}}$).
+
+    **Fields:** `schedule` (a `KarrasSchedule`), `network` (any `(t, x, cond) -> output`
+    field, e.g. a [`VelocityField`][interpolant_rl.nn.VelocityField] architecture),
+    `sigma_data` $\sigma_d = 0.5$ (Song et al.; Ding & Jin's code), `scale_input` (static).
+    """
+
+    schedule: KarrasSchedule
+    network: VelocityFieldLike
+    sigma_data: float = 0.5
+    scale_input: bool = eqx.field(static=True, default=False)
+
+    def scalings(self, t: ScalarLike) -> tuple[Scalar, Scalar]:
+        r"""$(c_{\text{skip}}, c_{\text{out}})$ at $\sigma(t)$."""
+        sigma = self.schedule.sigma(t)
+        excess = sigma - self.schedule.sigma_min
+        c_skip = self.sigma_data**2 / (excess**2 + self.sigma_data**2)
+        c_out = self.sigma_data * excess / jnp.sqrt(self.sigma_data**2 + sigma**2)
+        return c_skip, c_out
+
+    def __call__(self, t: ScalarLike, x: Vector, cond: Cond = None) -> Vector:
+        r"""**Returns:** $f_\theta(t, x, c)$, the predicted action, shape `(dim,)`."""
+        c_skip, c_out = self.scalings(t)
+        inputs = x
+        if self.scale_input:
+            inputs = x / jnp.sqrt(self.schedule.sigma(t) ** 2 + self.sigma_data**2)
+        return c_skip * x + c_out * self.network(t, inputs, cond)
 
 
 class GuidedVelocity(eqx.Module):

@@ -2,7 +2,7 @@
 
 The networks some of them train live in [`interpolant_rl.nn`][] and the samplers of their
 policies next to [`interpolant_rl.sample`][] (`ddpm_sample`, `multi_jump_sample`,
-`meanflow_one_step`).
+`meanflow_one_step`, `consistency_sample`).
 
 Each objective is a pure function of the fields it trains (velocity, jump or average-velocity
 fields), the critic (values and/or action gradients), and the integration choices (process,
@@ -27,6 +27,10 @@ from ._adjoint_matching import (
     frozen as frozen,
     MemorylessAdjointMatching as MemorylessAdjointMatching,
     QAMReferenceAdjointMatching as QAMReferenceAdjointMatching,
+)
+from ._consistency import (
+    consistency_scales as consistency_scales,
+    consistency_training_loss as consistency_training_loss,
 )
 from ._diffusion import (
     denoising_loss as denoising_loss,
