@@ -236,11 +236,17 @@ def main() -> None:
     parser.add_argument(
         "--all-cores", action="store_true", help="do not pin the process to one core"
     )
+    parser.add_argument("--reps", type=int, default=None, help="repetitions (30; --quick: 5)")
     options = parser.parse_args()
+    reps = options.reps
     if options.quick:
         options.reps, options.min_calls, options.block_s = 5, 20, 0.02
     else:
         options.reps, options.min_calls, options.block_s = 30, 20, 0.1
+    if reps is not None:
+        if reps < 1:
+            parser.error("--reps must be >= 1")
+        options.reps = reps
 
     jax.monitoring.register_event_duration_secs_listener(_count_event)
     results = []

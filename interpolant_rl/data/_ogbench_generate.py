@@ -223,6 +223,11 @@ def _try_episode(env, domain, kind, seed):
 
 
 def _worker(args):
+    # the oracles are NumPy and MuJoCo: keep this process's JAX (imported with the library) off
+    # any accelerator, so that many workers beside a GPU training process never claim its memory
+    import jax
+
+    jax.config.update("jax_platforms", "cpu")
     domain, kind, seeds = args
     env = _make_env(domain)
     return [generate_episode(domain, kind, seed, env) for seed in seeds]
