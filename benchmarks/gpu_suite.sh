@@ -8,7 +8,8 @@
 #
 # Options: --budget SECONDS (<= 480), --out DIR, --python PATH (default python3),
 # --skip-install, --wheelhouse DIR (install offline from wheels in DIR: pip --no-index
-# --find-links DIR, for a machine that cannot reach a package index).
+# --find-links DIR, for a machine that cannot reach a package index; benchmarks/gpu_wheelhouse.sh
+# prepares DIR elsewhere for an image that has JAX with CUDA already).
 #
 # Steps, each under `timeout` for what is left of the budget (and its own cap), each writing
 # one JSON file into OUT; a step that fails or runs out of time is recorded as such in
