@@ -21,7 +21,8 @@
 #   2. train_step      ms/update and achieved TFLOP/s against the matmul peak measured in the
 #                      same process, paper configuration: QAM, QAM-FQL, QAM-EDIT, FQL, MoMa QL,
 #                      OFQL, ReBRAC
-#   3. action_latency  single-observation decisions per second: the one-step agents and QAM
+#   3. action_latency  single-observation decisions per second: QAM and every one-step agent
+#                      (FQL, QAM-FQL, MoMa QL, OFQL, ReBRAC, TD3+BC, BC, IQL, CQL, RLPD)
 #   4. multi_seed      8 seeds in one program against 8 single-seed runs, and 1 seed
 #   5. training run    QAM, paper configuration, 100k updates on cube-double task 2 or as many
 #                      as the rest of the budget allows (run.py --time-limit), success at the
@@ -137,8 +138,9 @@ if [ "$DRY" = 1 ]; then
 else
     SIZE=paper; EPISODES=300; WORKERS=$(( $(nproc) > 3 ? $(nproc) - 2 : 1 )); QUICK=()
     AGENTS_STEP=(qam qam_fql qam_edit fql moma_ql ofql rebrac)
-    AGENTS_LATENCY=(qam fql qam_fql moma_ql ofql rebrac); SEEDS=(1 8)
-    CAPS=(150 60 60); RESERVE=60  # RESERVE: the training run's final evaluation and exit
+    # QAM and every agent that acts with one network evaluation
+    AGENTS_LATENCY=(qam fql qam_fql moma_ql ofql rebrac td3bc bc iql cql rlpd); SEEDS=(1 8)
+    CAPS=(150 60 45); RESERVE=60  # RESERVE: the training run's final evaluation and exit
 fi
 DATA="$WORK/data"
 DRYFLAG=(); [ "$DRY" = 1 ] && DRYFLAG=(--dry-run)
@@ -154,7 +156,7 @@ DATASET_START=$SECONDS
 run_step train_step "${CAPS[0]}" train_step.json "$PY" "$ROOT/benchmarks/train_step.py" \
     --configs "$SIZE" --agents "${AGENTS_STEP[@]}" --seconds 3 "${QUICK[@]}"
 run_step action_latency "${CAPS[1]}" action_latency.json "$PY" "$ROOT/benchmarks/action_latency.py" \
-    --configs "$SIZE" --agents "${AGENTS_LATENCY[@]}" --all-cores --reps 10 "${QUICK[@]}"
+    --configs "$SIZE" --agents "${AGENTS_LATENCY[@]}" --all-cores --reps 5 "${QUICK[@]}"
 run_step multi_seed "${CAPS[2]}" multi_seed.json "$PY" "$ROOT/benchmarks/multi_seed.py" \
     --size "$SIZE" --agents qam --seeds "${SEEDS[@]}" "${QUICK[@]}"
 
