@@ -209,7 +209,7 @@ def test_consistency_loss_vanishes_at_two_levels_for_point_data():
 def test_paper_defaults_and_the_bc_preset():
     ac, bc = agents.default_config("consistency_ac"), agents.default_config("consistency_bc")
     assert (ac.eta, ac.num_steps, ac.sampling_sigma_min, ac.interval_weight) == (1.0, 2, 2.0, None)
-    assert (ac.sigma_min, ac.sigma_max, ac.rho, ac.sigma_data) == (EPS, SMAX, RHO, 0.5)
+    assert (ac.sigma_min, ac.sigma_max, ac.karras_rho, ac.sigma_data) == (EPS, SMAX, RHO, 0.5)
     assert (ac.initial_scales, ac.final_scales, ac.schedule_updates) == (2, 150, 50_000)
     assert (ac.target_rate, ac.learning_rate, ac.num_candidates) == (0.005, 3e-4, 50)
     assert (bc.eta, bc.action_selection, bc.interval_weight) == (0.0, "sample", 100.0)

@@ -93,7 +93,7 @@ class ConsistencyACConfig:
     sampling_sigma_min: float = 2.0  # sampling noise levels linspace(sigma_max, this, T) (code)
     sigma_min: float = 0.002  # epsilon, where f is the identity (Song et al. 2023)
     sigma_max: float = 80.0  # largest noise level (Song et al. 2023)
-    rho: float = 7.0  # Karras grid exponent (Song et al. 2023)
+    karras_rho: float = 7.0  # Karras grid exponent rho (Song et al. 2023; not the critic's rho)
     sigma_data: float = 0.5  # data scale of the skip scalings (Song et al. 2023)
     scale_input: bool = False  # network reads x / sqrt(sigma^2 + sigma_data^2) (code: no c_in)
     initial_scales: int = 2  # s0 of N(k) (Song et al. CIFAR-10 CT; code)
@@ -136,12 +136,12 @@ class ConsistencyACConfig:
                 f"action_selection must be 'max', 'softmax' or 'sample', got {self.action_selection!r}"
             )
         check_optimiser(self.learning_rate, self.grad_clip, self.clip_mode)
-        KarrasSchedule(self.sigma_min, self.sigma_max, self.rho)  # checks the noise levels
+        KarrasSchedule(self.sigma_min, self.sigma_max, self.karras_rho)  # checks the noise levels
 
     @property
     def schedule(self) -> KarrasSchedule:
         """The Karras noise levels $\\sigma(t)$ of this configuration."""
-        return KarrasSchedule(self.sigma_min, self.sigma_max, self.rho)
+        return KarrasSchedule(self.sigma_min, self.sigma_max, self.karras_rho)
 
     @property
     def sampling_times(self) -> tuple[float, ...]:
@@ -149,10 +149,15 @@ class ConsistencyACConfig:
         `sampling_sigma_min`, `num_steps`$)$ (just $\\sigma_{\\max}$ for one step)."""
         if self.num_steps == 1:
             return (0.0,)
-        top, bottom = self.sigma_max ** (1 / self.rho), self.sigma_min ** (1 / self.rho)
+        top, bottom = (
+            self.sigma_max ** (1 / self.karras_rho),
+            self.sigma_min ** (1 / self.karras_rho),
+        )
         step = (self.sampling_sigma_min - self.sigma_max) / (self.num_steps - 1)
         sigmas = [self.sigma_max + k * step for k in range(self.num_steps)]
-        return tuple((s ** (1 / self.rho) - top) / (bottom - top) + 0.0 for s in sigmas)  # t(sigma)
+        return tuple(
+            (s ** (1 / self.karras_rho) - top) / (bottom - top) + 0.0 for s in sigmas
+        )  # t(sigma)
 
     @property
     def reads_q(self) -> bool:
