@@ -1,6 +1,7 @@
-r"""A tanh-Gaussian policy trained by SAC with a learned temperature (RLPD, DSRL)."""
+r"""A tanh-Gaussian policy trained by SAC with a learned temperature (RLPD, DSRL, CQL)."""
 
 from collections.abc import Callable
+from typing import Protocol
 
 import equinox as eqx
 import jax
@@ -14,9 +15,20 @@ from ._optim import adam, Trained
 from ._policies import StochasticPolicy
 
 
+class SoftActorSettings(Protocol):
+    """The fields of an agent's frozen config that configure its `SoftActor`
+    (RLPD's, DSRL's and CQL's configs have them, with their papers' defaults)."""
+
+    actor: NetworkConfig
+    learning_rate: float
+    grad_clip: float | None
+    initial_temperature: float
+    target_entropy_per_dim: float
+
+
 class SoftActor(eqx.Module):
-    r"""A tanh-Gaussian policy trained by SAC with a learned temperature (shared by RLPD, in the
-    action space, and DSRL, in the noise space of a flow).
+    r"""A tanh-Gaussian policy trained by SAC with a learned temperature (shared by RLPD and CQL,
+    in the action space, and DSRL, in the noise space of a flow).
 
     One `step` is an actor step on
     [`sac_actor_loss`][interpolant_rl.objectives.sac_actor_loss] (plus an optional regulariser)
@@ -54,6 +66,22 @@ class SoftActor(eqx.Module):
             Trained.create(policy, adam(learning_rate, grad_clip)),
             Trained.create(Temperature(initial_temperature), adam(learning_rate)),
             float(target_entropy_per_dim * action_dim),
+        )
+
+    @classmethod
+    def from_config(
+        cls, obs_dim: int, action_dim: int, config: SoftActorSettings, key: PRNGKeyArray
+    ) -> "SoftActor":
+        """[`create`](#create) with the settings of an agent's config."""
+        return cls.create(
+            obs_dim,
+            action_dim,
+            config.actor,
+            config.learning_rate,
+            config.grad_clip,
+            config.initial_temperature,
+            config.target_entropy_per_dim,
+            key,
         )
 
     @property

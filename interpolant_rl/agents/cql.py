@@ -150,16 +150,7 @@ def create(
 ) -> CQL:
     """A fresh CQL agent."""
     actor_key, critic_key = jr.split(key)
-    actor = SoftActor.create(
-        obs_dim,
-        action_dim,
-        config.actor,
-        config.learning_rate,
-        config.grad_clip,
-        config.initial_temperature,
-        config.target_entropy_per_dim,
-        actor_key,
-    )
+    actor = SoftActor.from_config(obs_dim, action_dim, config, actor_key)
     critic = LearnedCritic.create(obs_dim, action_dim, config.critic, critic_key)
     lagrange = None
     if config.lagrange_threshold is not None:

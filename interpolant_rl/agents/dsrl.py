@@ -176,16 +176,7 @@ def create(
     return DSRL(
         Trained.create(behaviour, adam(config.learning_rate, config.grad_clip)),
         behaviour,
-        SoftActor.create(
-            obs_dim,
-            action_dim,
-            config.actor,
-            config.learning_rate,
-            config.grad_clip,
-            config.initial_temperature,
-            config.target_entropy_per_dim,
-            actor_key,
-        ),
+        SoftActor.from_config(obs_dim, action_dim, config, actor_key),
         Trained.create(noise_critic, adam(critic.learning_rate, critic.grad_clip)),
         LearnedCritic.create(obs_dim, action_dim, config.critic, critic_key),
         config,

@@ -107,14 +107,5 @@ def create(
 ) -> RLPD:
     """A fresh RLPD agent."""
     actor_key, critic_key = jr.split(key)
-    actor = SoftActor.create(
-        obs_dim,
-        action_dim,
-        config.actor,
-        config.learning_rate,
-        config.grad_clip,
-        config.initial_temperature,
-        config.target_entropy_per_dim,
-        actor_key,
-    )
+    actor = SoftActor.from_config(obs_dim, action_dim, config, actor_key)
     return RLPD(actor, LearnedCritic.create(obs_dim, action_dim, config.critic, critic_key), config)
