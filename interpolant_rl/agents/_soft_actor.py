@@ -1,7 +1,7 @@
 r"""A tanh-Gaussian policy trained by SAC with a learned temperature (RLPD, DSRL, CQL)."""
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import equinox as eqx
 import jax
@@ -15,6 +15,7 @@ from ._optim import adam, Trained
 from ._policies import StochasticPolicy
 
 
+@runtime_checkable
 class SoftActorSettings(Protocol):
     """The fields of an agent's frozen config that configure its `SoftActor`
     (RLPD's, DSRL's and CQL's configs have them, with their papers' defaults)."""
