@@ -47,6 +47,10 @@ from ._kernels import (
     mmd_squared as mmd_squared,
     RBFKernel as RBFKernel,
 )
+from ._langevin import (
+    annealed_langevin_sample as annealed_langevin_sample,
+    LangevinSchedule as LangevinSchedule,
+)
 from ._process import (
     AbstractProcess as AbstractProcess,
     AbstractSDE as AbstractSDE,
