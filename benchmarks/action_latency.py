@@ -24,7 +24,8 @@ call blocking until the action is ready, in three variants timed in interleaved 
 - `act` (the headline, `actions_per_s`): `np.asarray(agent.act(obs, key))` with a NumPy float32
   observation, i.e. Equinox's `filter_jit` dispatch, the host-to-device copy and the copy back;
 - `rollout`: what `interpolant_rl/train/_loop.py` does per chunk of an evaluation episode, with
-  its own helper, for one seed: `_evaluation_chunks(policies, obs[None], key_data, sharding)`
+  its own helper, for one seed and one episode slot: `_evaluation_chunks(policies, obs[None, None],
+  key_data, sharding)`
   (`policies`: the agent's acting policy on a seed axis of length 1, built once per evaluation;
   the observation and the key data go to the device, the key is split and the policy acts in
   one compiled call, and the chunk and the next key data come back);
@@ -136,13 +137,14 @@ def make_variants(agent, obs: np.ndarray, key) -> tuple[dict, dict]:
 
     sharding = seed_sharding(1, jax.devices()[:1])
     policies = _acting_policies(_stack(agent), sharding)
-    state = {"key_data": np.asarray(jr.key_data(key))[None]}
+    # one seed, one episode slot: axes (seed, slot, ...)
+    state = {"key_data": np.asarray(jr.key_data(key))[None, None]}
 
     def rollout():  # the training loop's own per-chunk helper (evaluation episodes)
         chunks, state["key_data"] = _evaluation_chunks(
-            policies, obs[None], state["key_data"], sharding
+            policies, obs[None, None], state["key_data"], sharding
         )
-        return chunks[0]
+        return chunks[0, 0]
 
     def run_compiled():
         return jax.block_until_ready(compiled(arrays, device_obs, key))

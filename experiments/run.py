@@ -100,6 +100,8 @@ class RunConfig:
     """Steps between evaluations (cpu: 5000, paper: 50000)."""
     eval_episodes: int | None = None
     """Episodes per evaluation (cpu: 10, paper: 50)."""
+    parallel_episodes: int | None = None
+    """Evaluation episodes run side by side per seed, one batched act call per chunk for all of them, each in its own copy of the environment (default: all of them)."""
     tensorboard: bool = False
     """Also write the metrics as TensorBoard scalars to OUT_DIR/tensorboard (pip install "interpolant_rl[tensorboard]")."""
     updates_per_call: int = 100
@@ -159,6 +161,8 @@ def resolve(config: RunConfig) -> RunConfig:
         raise ValueError(f"--discount must lie in [0, 1], got {config.discount}")
     if config.tau is not None and not (math.isfinite(config.tau) and config.tau >= 0):
         raise ValueError(f"--tau must be finite and >= 0, got {config.tau}")
+    if config.parallel_episodes is not None and config.parallel_episodes < 1:
+        raise ValueError(f"--parallel-episodes must be >= 1, got {config.parallel_episodes}")
     if config.time_limit is not None and not (config.time_limit > 0):  # NaN too
         raise ValueError(f"--time-limit must be > 0 seconds, got {config.time_limit}")
     if config.resume and config.overwrite:
@@ -205,6 +209,7 @@ RESUMABLE = (
     "offline_steps",
     "eval_interval",
     "eval_episodes",
+    "parallel_episodes",
     "tensorboard",
     "updates_per_call",
     "time_limit",
@@ -467,6 +472,7 @@ def _prepare(config: RunConfig, agent_cfg: Any):
         updates_per_call=config.updates_per_call,
         eval_interval=config.eval_interval,
         eval_episodes=config.eval_episodes,
+        parallel_episodes=config.parallel_episodes,
         checkpoint_interval=config.eval_interval,
         seed=config.seed,
         tensorboard=config.tensorboard,

@@ -248,3 +248,18 @@ def test_checkpoint_errors(tmp_path):
         train.TrainConfig(offline_steps=-1)
     with pytest.raises(ValueError, match="horizon"):
         agents.CriticConfig(horizon=0)  # the chunk length is the critic's, checked there
+
+
+def test_parallel_evaluation_episodes_match_one_at_a_time():
+    # episode e acts with its own key, so running the episodes side by side (one batched act
+    # call per chunk) changes only the rounding of the batched products, not the episodes
+    agent = make_agent()
+    alone = train.evaluate(agent, PointMass(), 5, 2, seed=3, parallel_episodes=1)
+    for width in (2, None):  # slots reused for later episodes; all five at once
+        side_by_side = train.evaluate(agent, PointMass(), 5, 2, seed=3, parallel_episodes=width)
+        assert side_by_side["success"] == alone["success"]
+        assert side_by_side["episode_return"] == pytest.approx(alone["episode_return"], rel=1e-6)
+    envs = train.evaluation_envs(PointMass(), 3)
+    assert len(envs) == 3 and len({id(env) for env in envs}) == 3
+    with pytest.raises(ValueError, match="parallel_episodes must be >= 1"):
+        dataclasses.replace(CONFIG, parallel_episodes=0)

@@ -16,6 +16,7 @@ from ._logging import MetricsLogger as MetricsLogger, read_rows as read_rows
 from ._loop import (
     evaluate as evaluate,
     evaluation_env as evaluation_env,
+    evaluation_envs as evaluation_envs,
     make_agents as make_agents,
     NonFiniteLossError as NonFiniteLossError,
     select_seed as select_seed,

@@ -14,7 +14,9 @@ $h$ (`horizon`) and discount are the agent's critic's
    The first `random_action_steps` online steps (RLPD: 5000) take actions drawn uniformly from
    $[-1, 1]^d$ instead of the agent's, and make no updates: training starts after them.
 3. **Evaluation** every `eval_interval` steps (offline updates and online environment steps count
-   alike) and at the end: `eval_episodes` episodes, success = the last step's `info["success"]`.
+   alike) and at the end: `eval_episodes` episodes, success = the last step's `info["success"]`;
+   `parallel_episodes` of them (default: all) run side by side in copies of the environment, one
+   batched act call per chunk for all of them.
 
 **The seed axis.** The agents are one *stacked* PyTree (every array has a leading seed axis of
 length $N$; [`make_agents`][interpolant_rl.train.make_agents] builds it; `train` stacks its one
@@ -26,7 +28,8 @@ matches no other $N$; see `_per_seed`). The calls:
 - **offline:** one per block of `updates_per_call` updates, each seed sampling its own batches;
 - **online:** $N$ environments (one per seed), one call for the actions of all $N$ per chunk,
   $N$ stacked replay buffers, one call appending a chunk's transitions, one for the updates;
-- **evaluation:** $N$ environments stepped together, one call for all $N$ actions per chunk.
+- **evaluation:** $N \times$ `parallel_episodes` environments stepped together, one call for all
+  their action chunks per chunk.
 
 **Seeding.** Seed $s$ of $N$ is `config.seed + s`, and every random draw of a seed derives from
 it alone (the update keys from the step number, evaluation and online episodes, random actions
@@ -100,6 +103,9 @@ class TrainConfig:
     random_action_steps: int = 0  # first online steps: uniform in [-1, 1], no updates (RLPD: 5000)
     eval_interval: int = 50_000  # steps between evaluations
     eval_episodes: int = 50  # episodes per evaluation
+    # evaluation episodes run side by side per seed, one act call per chunk for all of them (in
+    # copies of the evaluation environment); None: all `eval_episodes` at once
+    parallel_episodes: int | None = None
     checkpoint_interval: int = 50_000  # steps between checkpoints
     seed: int = 0  # every random draw derives from it (seed s of N: seed + s)
     # stop at the first call boundary (online: with every seed between episodes) after this
@@ -126,6 +132,10 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 <= self.online_fraction <= 1.0:
             raise ValueError(f"online_fraction must lie in [0, 1], got {self.online_fraction}")
+        if self.parallel_episodes is not None and self.parallel_episodes < 1:
+            raise ValueError(
+                f"parallel_episodes must be >= 1 or None, got {self.parallel_episodes}"
+            )
         if self.time_limit_s is not None and not self.time_limit_s > 0:  # NaN too
             raise ValueError(f"time_limit_s must be > 0 or None, got {self.time_limit_s}")
 
@@ -341,11 +351,16 @@ def _acting_policies(agents, sharding):
 
 @eqx.filter_jit
 def _evaluation_actions(policies, observations, key_data, sharding):
-    """One evaluation chunk of every seed: split its key, act with the second half."""
+    """One evaluation chunk of every episode under way, for every seed (observations and key
+    data with axes `(seed, episode slot, ...)`): each episode splits its own key and acts with
+    the second half, so its actions do not depend on which episodes run beside it."""
 
-    def one(policy, observation, data):
-        key, action_key = jr.split(jr.wrap_key_data(data))
-        return policy(observation[None], action_key)[0], jr.key_data(key)
+    def one(policy, observations, data):
+        def episode(observation, data):
+            key, action_key = jr.split(jr.wrap_key_data(data))
+            return policy(observation[None], action_key)[0], jr.key_data(key)
+
+        return jax.vmap(episode)(observations, data)
 
     return constrain(_per_seed(one, policies, observations, key_data), sharding)
 
@@ -392,10 +407,17 @@ def evaluation_env(env):
     return copy.deepcopy(env)
 
 
+def evaluation_envs(env, count: int) -> list:
+    """`env` and `count - 1` more environments configured like it
+    ([`evaluation_env`][interpolant_rl.train.evaluation_env] copies): the slots in which one
+    seed's evaluation episodes run side by side."""
+    return [env] + [evaluation_env(env) for _ in range(count - 1)]
+
+
 def _evaluation_chunks(policies, observations, key_data, sharding):
-    """One step of an evaluation, on the host: every seed's action chunk and next key data for
-    its observation and key data (NumPy arrays with a leading seed axis), from the stacked
-    `_acting_policies`."""
+    """One step of an evaluation, on the host: the action chunk and next key data of every
+    episode slot of every seed (NumPy arrays with axes `(seed, slot, ...)`), from the stacked
+    `_acting_policies`, in one call."""
     chunks, key_data = _evaluation_actions(
         policies, put(observations, sharding), put(key_data, sharding), sharding
     )
@@ -403,71 +425,86 @@ def _evaluation_chunks(policies, observations, key_data, sharding):
 
 
 def _evaluate(
-    agents, envs, which, first_seeds, episodes, horizon, sharding
+    agents, env_slots, which, first_seeds, episodes, horizon, sharding
 ) -> dict[int, dict[str, float]]:
-    """The evaluation of the seeds with indices `which`: seed `s` runs `episodes` episodes in
-    `envs[s]`, seeded `first_seeds[s]`, `first_seeds[s] + 1`, ..., each action chunk executed
-    open-loop; one call computes the chunks of all seeds. Returns each seed's mean `success`
-    (the last step's `info["success"]`) and `episode_return`."""
-    num = len(envs)
-    key_data = np.stack([np.asarray(jr.key_data(jr.key(0)))] * num)
+    """The evaluation of the seeds with indices `which`: seed `s` runs `episodes` episodes,
+    seeded `first_seeds[s]`, `first_seeds[s] + 1`, ..., in its environments `env_slots[s]`
+    side by side (a slot takes the next episode when its episode ends), each action chunk
+    executed open-loop; one call computes the chunks of every running episode of every seed.
+    Episode `e` acts with its own key (`jax.random.key(first_seeds[s] + e)`, split before
+    each chunk), so the results do not depend on the number of slots (up to float rounding
+    of the batched products). Returns each seed's mean `success` (the last step's
+    `info["success"]`) and `episode_return`."""
+    num, width = len(env_slots), len(env_slots[0])
+    key_data = np.zeros((num, width, *np.shape(jr.key_data(jr.key(0)))), np.uint32)
     observations = None
-    episode = dict.fromkeys(which, 0)
-    total = dict.fromkeys(which, 0.0)
-    successes = {s: [] for s in which}
-    returns = {s: [] for s in which}
+    next_episode = dict.fromkeys(which, 0)
+    slot_episode, total = {}, {}
+    successes = {s: np.zeros(episodes) for s in which}
+    returns = {s: np.zeros(episodes) for s in which}
 
-    def start(s):
+    def start(s, j) -> bool:
         nonlocal observations
-        seed = first_seeds[s] + episode[s]
-        ob, _ = envs[s].reset(seed=seed)
+        if next_episode[s] == episodes:
+            return False
+        episode = slot_episode[s, j] = next_episode[s]
+        next_episode[s] += 1
+        seed = first_seeds[s] + episode
+        ob, _ = env_slots[s][j].reset(seed=seed)
         if observations is None:
-            observations = np.zeros((num, *np.shape(ob)), np.float32)
-        observations[s] = ob
-        key_data[s] = np.asarray(jr.key_data(jr.key(seed)))
-        total[s] = 0.0
+            observations = np.zeros((num, width, *np.shape(ob)), np.float32)
+        observations[s, j] = ob
+        key_data[s, j] = np.asarray(jr.key_data(jr.key(seed)))
+        total[s, j] = 0.0
+        return True
 
-    for s in which:
-        start(s)
+    running = [(s, j) for s in which for j in range(width) if start(s, j)]
     policies = _acting_policies(agents, sharding)
-    running = list(which)
     while running:
         chunks, new_key_data = _evaluation_chunks(policies, observations, key_data, sharding)
-        for s in list(running):
-            key_data[s] = new_key_data[s]
-            done = False
-            for action in chunks[s].reshape(horizon, -1):
-                ob, reward, terminated, truncated, info = envs[s].step(action)
-                total[s] += float(reward)
+        for s, j in list(running):
+            key_data[s, j] = new_key_data[s, j]
+            env, done = env_slots[s][j], False
+            for action in chunks[s, j].reshape(horizon, -1):
+                ob, reward, terminated, truncated, info = env.step(action)
+                total[s, j] += float(reward)
                 done = terminated or truncated
                 if done:
                     break
-            observations[s] = ob
+            observations[s, j] = ob
             if done:
-                successes[s].append(float(info.get("success", 0.0)))
-                returns[s].append(total[s])
-                episode[s] += 1
-                if episode[s] == episodes:
-                    running.remove(s)
-                else:
-                    start(s)
+                successes[s][slot_episode[s, j]] = float(info.get("success", 0.0))
+                returns[s][slot_episode[s, j]] = total[s, j]
+                if not start(s, j):
+                    running.remove((s, j))
     return {
         s: dict(success=float(np.mean(successes[s])), episode_return=float(np.mean(returns[s])))
         for s in which
     }
 
 
-def evaluate(agent: AbstractAgent, env, episodes: int, horizon: int, seed: int) -> dict[str, float]:
+def evaluate(
+    agent: AbstractAgent,
+    env,
+    episodes: int,
+    horizon: int,
+    seed: int,
+    parallel_episodes: int | None = None,
+) -> dict[str, float]:
     """Run `episodes` episodes of `agent` in `env` (seeded `seed`, `seed + 1`, ...), executing
     each action chunk open-loop; returns the mean `success` (the last step's
     `info["success"]`) and `episode_return`.
 
-    This is the training loop's evaluation of one seed (the loop evaluates all its seeds
-    together, one call per chunk for all of them): in episode `e` the key starts as
-    `jax.random.key(seed + e)` and is split before each chunk, the second half acting.
+    This is the training loop's evaluation of one seed: `parallel_episodes` episodes (default:
+    all) run side by side in copies of `env`
+    ([`evaluation_envs`][interpolant_rl.train.evaluation_envs]), one batched act call per chunk
+    for all of them; in episode `e` the key starts as `jax.random.key(seed + e)` and is split
+    before each chunk, the second half acting.
     """
+    width = min(episodes, parallel_episodes or episodes)
     sharding = seed_sharding(1, jax.devices()[:1])
-    return _evaluate(_stack(agent), [env], [0], [seed], episodes, horizon, sharding)[0]
+    slots = [evaluation_envs(env, width)]
+    return _evaluate(_stack(agent), slots, [0], [seed], episodes, horizon, sharding)[0]
 
 
 # --------------------------------------------------------------------------------------------
@@ -555,7 +592,10 @@ def train_seeds(
       seeds, `jax.devices()[:1]` for one); $N$ must be a multiple of their number.
     - `eval_envs`: the $N$ environments evaluations run in (default:
       [`evaluation_env`][interpolant_rl.train.evaluation_env] of each of `envs`, separate
-      copies, so an evaluation never interrupts an online episode).
+      copies, so an evaluation never interrupts an online episode); each seed's
+      `config.parallel_episodes` episodes run side by side in copies of its environment
+      ([`evaluation_envs`][interpolant_rl.train.evaluation_envs]), one act call per chunk for
+      all of them.
     - `eval_metrics`: metrics derived from an evaluation's (`success`, `episode_return`), added to
       its row, e.g. D4RL's normalised score:
       `lambda row: dict(normalized_score=d4rl_normalized_score("hopper-medium-v2", row["episode_return"]))`.
@@ -589,6 +629,9 @@ def train_seeds(
         raise ValueError("train_seeds: online_steps > 0 needs environments (envs=None)")
     if eval_envs is None and envs is not None:
         eval_envs = [evaluation_env(env) for env in envs]
+    if eval_envs is not None:  # each seed's episodes side by side, in copies of its environment
+        width = min(config.eval_episodes, config.parallel_episodes or config.eval_episodes)
+        eval_envs = [evaluation_envs(env, width) for env in eval_envs]
     checkpoint_path = run_dir / "checkpoint.eqx"
     if dataset is None:  # online only
         if envs is None:
