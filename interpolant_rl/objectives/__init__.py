@@ -37,19 +37,19 @@ from ._diffusion import (
     q_score_matching_loss as q_score_matching_loss,
     soft_q_guidance_loss as soft_q_guidance_loss,
 )
-from ._flow_matching import flow_matching_loss as flow_matching_loss
+from ._flow_matching import (
+    flow_matching_errors as flow_matching_errors,
+    flow_matching_loss as flow_matching_loss,
+)
 from ._guidance import (
     linex_loss as linex_loss,
     noisy_critic_loss as noisy_critic_loss,
 )
 from ._meanflow import (
-    AbstractTimeSampler as AbstractTimeSampler,
-    LogitNormalTimes as LogitNormalTimes,
     meanflow_loss as meanflow_loss,
     meanflow_preset as meanflow_preset,
     meanflow_target as meanflow_target,
     MeanFlowPreset as MeanFlowPreset,
-    UniformTimes as UniformTimes,
 )
 from ._moment_matching import (
     AbstractBandwidth as AbstractBandwidth,
@@ -66,6 +66,12 @@ from ._sac import (
     soft_td_rewards as soft_td_rewards,
     Temperature as Temperature,
     temperature_loss as temperature_loss,
+)
+from ._time_sampling import (
+    AbstractTimeSampler as AbstractTimeSampler,
+    AdaptiveTimeSampler as AdaptiveTimeSampler,
+    LogitNormalTimes as LogitNormalTimes,
+    UniformTimes as UniformTimes,
 )
 from ._value import (
     advantage_weights as advantage_weights,

@@ -25,6 +25,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from .._custom_types import Cond, NoiseField, Scalar, ScalarLike
 from .._interpolant import AbstractInterpolant
 from ._adjoint_matching import ActionGradient
+from ._time_sampling import AbstractTimeSampler, importance_weighted, UniformTimes
 from ._weighting import weighted_mean
 
 
@@ -32,23 +33,28 @@ from ._weighting import weighted_mean
 # Losses
 
 
-def _diffusion_times(key, batch, num_steps, dtype):
+def _diffusion_times(key, batch, num_steps, dtype, time_sampler):
+    """Times (continuous, or on the grid of a `num_steps` sampler) and their importance weights."""
     if num_steps is None:
-        return jr.uniform(key, (batch,), dtype=dtype)
+        t = time_sampler(key, (batch,), dtype)
+        return t, time_sampler.importance_weights(t)
     if not isinstance(num_steps, int) or num_steps < 1:
         raise ValueError(f"num_steps must be a positive integer or None, got {num_steps!r}")
-    return jr.randint(key, (batch,), 0, num_steps).astype(dtype) / num_steps
+    return time_sampler.grid_times(key, (batch,), num_steps, dtype)
 
 
-def _noisy_actions(interpolant, noise_field, actions, cond, key, num_steps):
-    """Times, noise, noisy actions and the noise field's predictions there (one evaluation)."""
+def _noisy_actions(interpolant, noise_field, actions, cond, key, num_steps, time_sampler):
+    """Times, noise, noisy actions, the noise field's predictions there (one evaluation) and
+    the times' importance weights."""
     time_key, noise_key = jr.split(key)
-    t = _diffusion_times(time_key, actions.shape[0], num_steps, actions.dtype)
+    t, importance = _diffusion_times(
+        time_key, actions.shape[0], num_steps, actions.dtype, time_sampler
+    )
     x0 = jr.normal(noise_key, actions.shape, dtype=actions.dtype)
     x_t = jax.vmap(interpolant.interpolate)(x0, actions, t)
     cond_axis = None if cond is None else 0
     prediction = jax.vmap(noise_field, in_axes=(0, 0, cond_axis))(t, x_t, cond)
-    return t, x0, x_t, prediction
+    return t, x0, x_t, prediction, importance
 
 
 def _gradients_at(action_gradient, cond, x_t):
@@ -66,6 +72,7 @@ def denoising_loss(
     *,
     num_steps: int | None = None,
     weights: Float[Array, " batch"] | None = None,
+    time_sampler: AbstractTimeSampler = UniformTimes(),
 ) -> Scalar:
     r"""Behaviour cloning of a diffusion policy: the $\varepsilon$-prediction (denoising score
     matching) loss
@@ -87,11 +94,20 @@ def denoising_loss(
       (discrete-time DDPM training).
     - `weights`: optional per-sample weights (the validity of action chunks); the mean is then
       $\sum_i w_i\ell_i / \max(\sum_i w_i, 1)$.
+    - `time_sampler`: the law of $t$ (default
+      [`UniformTimes`][interpolant_rl.objectives.UniformTimes], exactly the draws above; with
+      `num_steps`, its [`grid_times`][interpolant_rl.objectives.AbstractTimeSampler.grid_times]).
+      A sampler with importance weights $\omega(t)$, e.g.
+      [`AdaptiveTimeSampler`][interpolant_rl.objectives.AdaptiveTimeSampler], multiplies each
+      $\ell_i$ by $\omega(t_i)$ (not the denominator): the same expectation and minimiser.
 
     **Returns:** the scalar loss.
     """
-    _, x0, _, prediction = _noisy_actions(interpolant, noise_field, actions, cond, key, num_steps)
-    return weighted_mean(jnp.mean((prediction - x0) ** 2, axis=-1), weights)
+    _, x0, _, prediction, importance = _noisy_actions(
+        interpolant, noise_field, actions, cond, key, num_steps, time_sampler
+    )
+    errors = jnp.mean((prediction - x0) ** 2, axis=-1)
+    return weighted_mean(importance_weighted(errors, importance), weights)
 
 
 def q_score_matching_loss(
@@ -106,6 +122,7 @@ def q_score_matching_loss(
     bc_weight: float,
     num_steps: int | None = None,
     weights: Float[Array, " batch"] | None = None,
+    time_sampler: AbstractTimeSampler = UniformTimes(),
 ) -> tuple[Scalar, dict[str, Scalar]]:
     r"""Q-score matching (QSM) with a behaviour-cloning term: the policy's score at *noisy*
     actions is regressed on the scaled critic gradient there, $s_\theta(x_t) \approx
@@ -130,8 +147,9 @@ def q_score_matching_loss(
 
     **Arguments:**
 
-    - `interpolant`, `noise_field`, `actions`, `cond`, `key`, `num_steps`, `weights`: as in
-      [`denoising_loss`][interpolant_rl.objectives.denoising_loss].
+    - `interpolant`, `noise_field`, `actions`, `cond`, `key`, `num_steps`, `weights`,
+      `time_sampler`: as in [`denoising_loss`][interpolant_rl.objectives.denoising_loss] (the
+      importance weights multiply every term).
     - `action_gradient`: $\nabla_a Q(s, a)$ `(cond, action) -> gradient`, evaluated at the noisy
       actions $x_t$ (no gradient flows into it).
     - `q_scale`: $\lambda \ge 0$, the scale of the critic gradient in the score target.
@@ -140,11 +158,15 @@ def q_score_matching_loss(
     **Returns:** `(loss, metrics)` with `qsm_loss` and `diffusion_loss` (the two terms, unweighted
     by $\alpha$).
     """
-    t, x0, x_t, prediction = _noisy_actions(interpolant, noise_field, actions, cond, key, num_steps)
+    t, x0, x_t, prediction, importance = _noisy_actions(
+        interpolant, noise_field, actions, cond, key, num_steps, time_sampler
+    )
     gradients = _gradients_at(action_gradient, cond, x_t)
     betas = jax.vmap(interpolant.beta)(t)[:, None]
-    qsm = weighted_mean(jnp.mean((prediction + betas * q_scale * gradients) ** 2, axis=-1), weights)
-    bc = weighted_mean(jnp.mean((prediction - x0) ** 2, axis=-1), weights)
+    qsm_errors = jnp.mean((prediction + betas * q_scale * gradients) ** 2, axis=-1)
+    qsm = weighted_mean(importance_weighted(qsm_errors, importance), weights)
+    bc_errors = jnp.mean((prediction - x0) ** 2, axis=-1)
+    bc = weighted_mean(importance_weighted(bc_errors, importance), weights)
     return qsm + bc_weight * bc, dict(qsm_loss=qsm, diffusion_loss=bc)
 
 
@@ -160,6 +182,7 @@ def soft_q_guidance_loss(
     guidance_scale: ScalarLike = 1.0,
     num_steps: int | None = None,
     weights: Float[Array, " batch"] | None = None,
+    time_sampler: AbstractTimeSampler = UniformTimes(),
 ) -> tuple[Scalar, dict[str, Scalar]]:
     r"""Diffusion actor-critic's (DAC) soft Q-guidance loss: behaviour cloning of the noise
     prediction plus a term linear in it along the critic gradient at the noisy action,
@@ -176,8 +199,9 @@ def soft_q_guidance_loss(
 
     **Arguments:**
 
-    - `interpolant`, `noise_field`, `actions`, `cond`, `key`, `num_steps`, `weights`: as in
-      [`denoising_loss`][interpolant_rl.objectives.denoising_loss].
+    - `interpolant`, `noise_field`, `actions`, `cond`, `key`, `num_steps`, `weights`,
+      `time_sampler`: as in [`denoising_loss`][interpolant_rl.objectives.denoising_loss] (the
+      importance weights multiply every term).
     - `action_gradient`: $\nabla_a Q(s, a)$ `(cond, action) -> gradient`, evaluated at the noisy
       actions (no gradient flows into it).
     - `bc_weight`: $\alpha > 0$, the weight of the behaviour-cloning term (DAC's $\eta$); without
@@ -187,11 +211,13 @@ def soft_q_guidance_loss(
     **Returns:** `(loss, metrics)` with `diffusion_loss` and `guidance_loss` (the two terms,
     unweighted by $\alpha$).
     """
-    t, x0, x_t, prediction = _noisy_actions(interpolant, noise_field, actions, cond, key, num_steps)
+    t, x0, x_t, prediction, importance = _noisy_actions(
+        interpolant, noise_field, actions, cond, key, num_steps, time_sampler
+    )
     gradients = _gradients_at(action_gradient, cond, x_t)
     betas = jax.vmap(interpolant.beta)(t)[:, None]
-    bc = weighted_mean(jnp.mean((prediction - x0) ** 2, axis=-1), weights)
-    guidance = weighted_mean(
-        jnp.mean(guidance_scale * betas * gradients * prediction, axis=-1), weights
-    )
+    bc_errors = jnp.mean((prediction - x0) ** 2, axis=-1)
+    bc = weighted_mean(importance_weighted(bc_errors, importance), weights)
+    guidance_terms = jnp.mean(guidance_scale * betas * gradients * prediction, axis=-1)
+    guidance = weighted_mean(importance_weighted(guidance_terms, importance), weights)
     return bc_weight * bc + guidance, dict(diffusion_loss=bc, guidance_loss=guidance)

@@ -7,6 +7,36 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._custom_types import Cond, Scalar, VelocityField
 from .._interpolant import AbstractInterpolant
+from ._time_sampling import AbstractTimeSampler, importance_weighted, UniformTimes
+
+
+def flow_matching_errors(
+    interpolant: AbstractInterpolant,
+    velocity: VelocityField,
+    actions: Float[Array, "batch dim"],
+    cond: Cond,
+    times: Float[Array, " batch"],
+    noise: Float[Array, "batch dim"],
+) -> Float[Array, " batch"]:
+    r"""The per-sample flow-matching errors at given times and noises,
+
+    $$\ell_i = \tfrac1d\big\|v(t_i, x_{t_i}, s_i) - (\dot\alpha_{t_i} x_1^i + \dot\beta_{t_i} x_0^i)\big\|^2,
+      \qquad x_{t_i} = \alpha_{t_i} x_1^i + \beta_{t_i} x_0^i,$$
+
+    the integrand of [`flow_matching_loss`][interpolant_rl.objectives.flow_matching_loss]
+    (e.g. for the probes of
+    [`AdaptiveTimeSampler.adapt`][interpolant_rl.objectives.AdaptiveTimeSampler.adapt]).
+
+    **Arguments:** `interpolant`, `velocity`, `actions` $x_1$ `(batch, dim)`, `cond` (batched
+    along axis 0, or `None`), `times` $t$ `(batch,)`, `noise` $x_0$ `(batch, dim)`.
+
+    **Returns:** $\ell$, shape `(batch,)`.
+    """
+    x_t = jax.vmap(interpolant.interpolate)(noise, actions, times)
+    target = jax.vmap(interpolant.velocity_target)(noise, actions, times)
+    cond_axis = None if cond is None else 0
+    prediction = jax.vmap(velocity, in_axes=(0, 0, cond_axis))(times, x_t, cond)
+    return jnp.mean((prediction - target) ** 2, axis=-1)
 
 
 def flow_matching_loss(
@@ -17,6 +47,7 @@ def flow_matching_loss(
     key: PRNGKeyArray,
     *,
     weights: Float[Array, " batch"] | None = None,
+    time_sampler: AbstractTimeSampler = UniformTimes(),
 ) -> Scalar:
     r"""Conditional flow matching for any interpolant:
 
@@ -32,21 +63,23 @@ def flow_matching_loss(
     - `interpolant`, `velocity`: the interpolant and the field `(t, x, cond) -> v` being trained.
     - `actions`: data $x_1$, shape `(batch, dim)`.
     - `cond`: per-sample conditioning batched along axis 0 (or `None`).
-    - `key`: randomness for $t$ and $x_0$.
+    - `key`: randomness for $t$ and $x_0$ (`time_key, noise_key = jax.random.split(key)`).
     - `weights`: optional per-sample weights (e.g. the validity mask of action chunks, which
       weights invalid chunks out); the loss is then $\frac1B\sum_i w_i \ell_i$.
+    - `time_sampler`: the law of $t$ (default [`UniformTimes`][interpolant_rl.objectives.UniformTimes],
+      exactly the draws above). A sampler with importance weights $\omega(t)$, e.g.
+      [`AdaptiveTimeSampler`][interpolant_rl.objectives.AdaptiveTimeSampler], draws
+      $t \sim p$ and multiplies each $\ell_i$ by $\omega(t_i)$: the same expectation, hence
+      the same minimiser.
 
     **Returns:** the scalar loss (mean over the batch, mean over action dimensions).
     """
     batch = actions.shape[0]
     time_key, noise_key = jr.split(key)
-    t = jr.uniform(time_key, (batch,), dtype=actions.dtype)
+    t = time_sampler(time_key, (batch,), actions.dtype)
     x0 = jr.normal(noise_key, actions.shape, dtype=actions.dtype)
-    x_t = jax.vmap(interpolant.interpolate)(x0, actions, t)
-    target = jax.vmap(interpolant.velocity_target)(x0, actions, t)
-    cond_axis = None if cond is None else 0
-    prediction = jax.vmap(velocity, in_axes=(0, 0, cond_axis))(t, x_t, cond)
-    per_sample = jnp.mean((prediction - target) ** 2, axis=-1)
+    per_sample = flow_matching_errors(interpolant, velocity, actions, cond, t, x0)
+    per_sample = importance_weighted(per_sample, time_sampler.importance_weights(t))
     if weights is None:
         return jnp.mean(per_sample)
     return jnp.mean(weights * per_sample)

@@ -18,8 +18,6 @@ here.) This identity turns into a regression target that needs only one forward-
 derivative, and one evaluation $a = x_0 + u(x_0, 0, 1)$ then samples.
 """
 
-import abc
-
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -28,43 +26,11 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._custom_types import AverageVelocityField, Cond, Scalar, ScalarLike, Vector
 from .._interpolant import AbstractInterpolant
-
-
-class AbstractTimeSampler(eqx.Module):
-    r"""Draws independent times in $[0, 1]$."""
-
-    @abc.abstractmethod
-    def __call__(self, key: PRNGKeyArray, shape: tuple[int, ...]) -> Float[Array, "..."]:
-        r"""Times of the given `shape`."""
-
-
-class LogitNormalTimes(AbstractTimeSampler):
-    r"""$\tau = \operatorname{sigmoid}(\mu + \sigma z)$ with $z \sim \mathcal N(0, 1)$.
-
-    The default $\mu = 0.4$, $\sigma = 1$ is MeanFlow's logit-normal$(-0.4, 1)$ written in this
-    package's time direction: MeanFlow runs from data ($\tau = 0$) to noise ($\tau = 1$), and
-    $\tau \mapsto 1 - \tau$ maps logit-normal$(\mu, \sigma)$ to logit-normal$(-\mu, \sigma)$; both
-    put a little more mass on the data side of $\tau = 1/2$.
-
-    **Fields:** `mean` $\mu$, `std` $\sigma > 0$.
-    """
-
-    mean: float = 0.4
-    std: float = 1.0
-
-    def __check_init__(self):
-        if not self.std > 0:
-            raise ValueError(f"std must be positive, got {self.std}")
-
-    def __call__(self, key: PRNGKeyArray, shape: tuple[int, ...]) -> Float[Array, "..."]:
-        return jax.nn.sigmoid(self.mean + self.std * jr.normal(key, shape))
-
-
-class UniformTimes(AbstractTimeSampler):
-    r"""$\tau \sim U[0, 1)$."""
-
-    def __call__(self, key: PRNGKeyArray, shape: tuple[int, ...]) -> Float[Array, "..."]:
-        return jr.uniform(key, shape)
+from ._time_sampling import (
+    AbstractTimeSampler,
+    importance_weighted,
+    LogitNormalTimes,
+)
 
 
 class MeanFlowPreset(eqx.Module):
@@ -193,7 +159,11 @@ def meanflow_loss(
     - `equal_time_fraction`: the fraction of samples with $s = t$, in $[0, 1]$ (MeanFlow uses
       25–75 %).
     - `time_sampler`: the law of the two unordered times (default MeanFlow's logit-normal, see
-      [`interpolant_rl.objectives.LogitNormalTimes`][]).
+      [`interpolant_rl.objectives.LogitNormalTimes`][]). A sampler with importance weights
+      (e.g. [`AdaptiveTimeSampler`][interpolant_rl.objectives.AdaptiveTimeSampler], whose
+      target law is uniform) weights each pair by $w(\tau_1)\,w(\tau_2)$, the density ratio of
+      the two independent draws, so the loss is the one of its target law (ordering the pair
+      and choosing the equal-time subset do not change that).
     - `adaptive_weight_power`: $p$ ($p = 0$: plain squared error; MeanFlow uses $p = 1$).
     - `adaptive_weight_eps`: $\epsilon > 0$.
     - `weights`: optional per-sample weights $w_i$ (e.g. chunk validity): the loss is then
@@ -206,7 +176,9 @@ def meanflow_loss(
     batch = actions.shape[0]
     noise_key, time_key, equal_key = jr.split(key, 3)
     x0 = jr.normal(noise_key, actions.shape, dtype=actions.dtype)
-    times = time_sampler(time_key, (2, batch)).astype(actions.dtype)
+    draws = time_sampler(time_key, (2, batch))
+    importance = time_sampler.importance_weights(draws)
+    times = draws.astype(actions.dtype)
     t, s = jnp.min(times, axis=0), jnp.max(times, axis=0)
     equal = jr.permutation(equal_key, batch) < round(equal_time_fraction * batch)
     s = jnp.where(equal, t, s)
@@ -222,4 +194,5 @@ def meanflow_loss(
     weight = jax.lax.stop_gradient(1.0 / (error + adaptive_weight_eps) ** adaptive_weight_power)
     if weights is not None:
         weight = weight * weights
-    return jnp.mean(weight * error)
+    pair_importance = None if importance is None else importance[0] * importance[1]
+    return jnp.mean(importance_weighted(weight * error, pair_importance))
