@@ -20,6 +20,7 @@ from . import (
     iql as iql,
     moma_ql as moma_ql,
     ofql as ofql,
+    prior_guidance as prior_guidance,
     qam as qam,
     qam_edit as qam_edit,
     qam_fql as qam_fql,
@@ -57,6 +58,7 @@ from ._flow import (
     flow_actions as flow_actions,
     flow_matching_step as flow_matching_step,
     FlowPolicy as FlowPolicy,
+    LatentNoisePolicy as LatentNoisePolicy,
 )
 from ._one_step import OneStepDistilled as OneStepDistilled
 from ._optim import (

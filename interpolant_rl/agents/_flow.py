@@ -67,6 +67,26 @@ class FlowPolicy(AbstractPolicy):
         return jnp.clip(actions, -1.0, 1.0) if self.clip else actions
 
 
+class LatentNoisePolicy(AbstractPolicy):
+    r"""$a = \Phi(s, \kappa z)$, $z \sim \pi_w(\cdot \mid s)$: a policy over the noise of a fixed
+    flow $\Phi$ ([`FlowPolicy.from_noise`][interpolant_rl.agents.FlowPolicy.from_noise]) steers
+    it, and the flow turns the chosen noise into the action. DSRL's acting rule (a SAC noise
+    policy in $(-1, 1)^d$, scaled by $\kappa$) and Prior Guidance's (a learned Gaussian prior,
+    $\kappa = 1$).
+
+    **Fields:** `noise_policy` (a policy whose "actions" are noises), `flow` (a
+    [`FlowPolicy`][interpolant_rl.agents.FlowPolicy]), `noise_scale` $\kappa$ (static, default 1).
+    """
+
+    noise_policy: AbstractPolicy
+    flow: FlowPolicy
+    noise_scale: float = eqx.field(static=True, default=1.0)
+
+    def __call__(self, observations, key):
+        noise = self.noise_scale * self.noise_policy(observations, key)
+        return self.flow.from_noise(observations, noise)
+
+
 def flow_matching_step(
     behaviour: Trained,
     batch: Batch,

@@ -23,6 +23,7 @@ from . import (
     iql,
     moma_ql,
     ofql,
+    prior_guidance,
     qam,
     qam_edit,
     qam_fql,
@@ -71,6 +72,7 @@ AGENTS: dict[str, AgentSpec] = {
     "dac": AgentSpec(dac.DACConfig, dac.create),
     "consistency_bc": AgentSpec(consistency_ac.consistency_bc_config, consistency_ac.create),
     "consistency_ac": AgentSpec(consistency_ac.ConsistencyACConfig, consistency_ac.create),
+    "prior_guidance": AgentSpec(prior_guidance.PriorGuidanceConfig, prior_guidance.create),
 }
 """Every registered algorithm: name -> [`AgentSpec`][interpolant_rl.agents.AgentSpec]."""
 

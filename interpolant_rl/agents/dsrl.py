@@ -33,10 +33,10 @@ import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ..nn import CriticEnsemble, ema_update, VelocityField
-from ._agent import AbstractAgent, AbstractPolicy
+from ._agent import AbstractAgent
 from ._config import build_network, check_positive, NetworkConfig
 from ._critic import AbstractCritic, CriticConfig, LearnedCritic
-from ._flow import flow_matching_step, FlowPolicy
+from ._flow import flow_matching_step, FlowPolicy, LatentNoisePolicy
 from ._optim import adam, Trained
 from ._soft_actor import SoftActor
 
@@ -138,23 +138,6 @@ class DSRL(AbstractAgent):
         return LatentNoisePolicy(
             self.noise_actor.acting_policy(), self.flow_policy(), self.config.noise_scale
         )
-
-
-class LatentNoisePolicy(AbstractPolicy):
-    r"""$a = \Phi(s, \kappa e)$, $e \sim \pi_w(\cdot \mid s)$: DSRL's acting rule, a noise
-    policy steering a frozen flow $\Phi$.
-
-    **Fields:** `noise_policy` (actions in $(-1, 1)^d$), `flow` (a
-    [`FlowPolicy`][interpolant_rl.agents.FlowPolicy]), `noise_scale` $\kappa$ (static).
-    """
-
-    noise_policy: AbstractPolicy
-    flow: FlowPolicy
-    noise_scale: float = eqx.field(static=True)
-
-    def __call__(self, observations, key):
-        noise = self.noise_scale * self.noise_policy(observations, key)
-        return self.flow.from_noise(observations, noise)
 
 
 def create(

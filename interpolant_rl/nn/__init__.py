@@ -18,6 +18,7 @@ from ._fields import (
     VelocityField as VelocityField,
     zero_output as zero_output,
 )
+from ._latent_prior import GaussianLatentPrior as GaussianLatentPrior
 from ._mlp import MLP as MLP
 from ._parametrisations import (
     ConsistencyFunction as ConsistencyFunction,

@@ -45,6 +45,7 @@ from ._guidance import (
     linex_loss as linex_loss,
     noisy_critic_loss as noisy_critic_loss,
 )
+from ._latent_prior import latent_prior_loss as latent_prior_loss
 from ._meanflow import (
     meanflow_loss as meanflow_loss,
     meanflow_preset as meanflow_preset,
