@@ -134,37 +134,26 @@ def resolve(config: RunConfig) -> RunConfig:
         raise ValueError(
             f"unknown agent {config.agent!r}; available: {', '.join(agents.available_agents())}"
         )
+    # the run's own sizes; the schedule's values are checked by `TrainConfig` itself (below)
     for name in (
         "width",
         "depth",
         "num_critics",
         "chunk",
-        "batch_size",
         "dataset_episodes",
         "dataset_steps",
-        "eval_episodes",
-        "eval_interval",
         "workers",
-        "updates_per_call",
         "num_seeds",
     ):
         if getattr(config, name) < 1:
             raise ValueError(
                 f"--{name.replace('_', '-')} must be >= 1, got {getattr(config, name)}"
             )
-    for name in ("offline_steps", "online_steps", "random_action_steps"):
-        if getattr(config, name) < 0:
-            raise ValueError(
-                f"--{name.replace('_', '-')} must be >= 0, got {getattr(config, name)}"
-            )
     if not 0.0 <= config.discount <= 1.0:  # also rejects nan
         raise ValueError(f"--discount must lie in [0, 1], got {config.discount}")
     if config.tau is not None and not (math.isfinite(config.tau) and config.tau >= 0):
         raise ValueError(f"--tau must be finite and >= 0, got {config.tau}")
-    if config.parallel_episodes is not None and config.parallel_episodes < 1:
-        raise ValueError(f"--parallel-episodes must be >= 1, got {config.parallel_episodes}")
-    if config.time_limit is not None and not (config.time_limit > 0):  # NaN too
-        raise ValueError(f"--time-limit must be > 0 seconds, got {config.time_limit}")
+    train_config(config)
     if config.resume and config.overwrite:
         raise ValueError("--resume continues the run in --out-dir, --overwrite clears it: not both")
     if locomotion is None:
@@ -195,6 +184,34 @@ def resolve(config: RunConfig) -> RunConfig:
     if config.resume and not (config.out_dir / "checkpoint.eqx").exists():
         raise ValueError(f"--resume: no checkpoint in {config.out_dir}")
     return config
+
+
+# `TrainConfig` fields whose command-line flag has another name
+_FLAG_OF = {"time_limit_s": "time_limit", "checkpoint_interval": "eval_interval"}
+
+
+def train_config(config: RunConfig) -> train.TrainConfig:
+    """The training schedule of a resolved run. `TrainConfig` checks its own values; its error
+    is re-worded to name the command-line flag (`--eval-interval must be >= 1, got 0`)."""
+    try:
+        return train.TrainConfig(
+            offline_steps=config.offline_steps,
+            online_steps=config.online_steps,
+            random_action_steps=config.random_action_steps,
+            batch_size=config.batch_size,
+            updates_per_call=config.updates_per_call,
+            eval_interval=config.eval_interval,
+            eval_episodes=config.eval_episodes,
+            parallel_episodes=config.parallel_episodes,
+            checkpoint_interval=config.eval_interval,
+            seed=config.seed,
+            tensorboard=config.tensorboard,
+            time_limit_s=config.time_limit,
+        )
+    except ValueError as error:
+        field, _, rest = str(error).partition(" ")
+        flag = _FLAG_OF.get(field, field).replace("_", "-")
+        raise ValueError(f"--{flag} {rest}") from None
 
 
 # Run settings that may differ between a run and its resumption: the offline phase's length, the
@@ -464,27 +481,14 @@ def _prepare(config: RunConfig, agent_cfg: Any):
         envs = [env] + [
             ogbench.make_env_and_datasets(config.env, env_only=True) for _ in range(len(seeds) - 1)
         ]
-    train_config = train.TrainConfig(
-        offline_steps=config.offline_steps,
-        online_steps=config.online_steps,
-        random_action_steps=config.random_action_steps,
-        batch_size=config.batch_size,
-        updates_per_call=config.updates_per_call,
-        eval_interval=config.eval_interval,
-        eval_episodes=config.eval_episodes,
-        parallel_episodes=config.parallel_episodes,
-        checkpoint_interval=config.eval_interval,
-        seed=config.seed,
-        tensorboard=config.tensorboard,
-        time_limit_s=config.time_limit,
-    )
+    schedule = train_config(config)
     header = dict(
         run=_as_json(dataclasses.asdict(config)),
         agent_config=repr(agent_cfg),
         agent_settings=agent_settings(agent_cfg),
     )
     stacked = train.make_agents(config.agent, obs_dim, action_dim * config.chunk, seeds, agent_cfg)
-    return stacked, dataset, envs, train_config, header
+    return stacked, dataset, envs, schedule, header
 
 
 @contextlib.contextmanager
@@ -534,7 +538,7 @@ def _load_ogbench(config: RunConfig):
     return env, dataset
 
 
-def _train(config: RunConfig, stacked, dataset, envs, train_config, header) -> list:
+def _train(config: RunConfig, stacked, dataset, envs, schedule, header) -> list:
     seeds = list(range(config.seed, config.seed + config.num_seeds))
     total = config.offline_steps + config.online_steps
     latest = {}
@@ -557,7 +561,7 @@ def _train(config: RunConfig, stacked, dataset, envs, train_config, header) -> l
             stacked,
             dataset,
             envs,
-            train_config,
+            schedule,
             config.out_dir,
             header=header,
             resume=config.resume,

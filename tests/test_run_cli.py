@@ -16,6 +16,9 @@ ROOT = Path(__file__).resolve().parents[1]
     [
         (dict(agent="qamm"), "available: qam, qam_fql"),
         (dict(offline_steps=-1), "--offline-steps must be >= 0"),
+        (dict(eval_interval=0), "--eval-interval must be >= 1"),  # TrainConfig's own check
+        (dict(time_limit=float("nan")), "--time-limit must be > 0"),
+        (dict(parallel_episodes=0), "--parallel-episodes must be >= 1"),
         (dict(chunk=0), "--chunk must be >= 1"),
         (dict(num_seeds=0), "--num-seeds must be >= 1"),
         (dict(tau=-1.0), "--tau must be finite and >= 0"),
