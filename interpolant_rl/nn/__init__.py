@@ -6,6 +6,7 @@ is an observation vector of shape `(obs_dim,)`, or `None` for networks built wit
 
 from ._critic import (
     CriticEnsemble as CriticEnsemble,
+    NoiseConditionedEnsemble as NoiseConditionedEnsemble,
     pessimistic as pessimistic,
     td_target as td_target,
 )

@@ -7,6 +7,7 @@ import jax.random as jr
 from jaxtyping import Array, ArrayLike, Bool, Float, PRNGKeyArray
 
 from .._custom_types import Scalar, ScalarLike
+from ._fields import NoiseConditionedCritic
 from ._mlp import _network_input, MLP
 
 
@@ -129,6 +130,88 @@ class CriticEnsemble(eqx.Module):
 
         def member_values(critic):  # one member on the whole batch: (batch,)
             return jax.vmap(critic)(inputs)[:, 0]
+
+        values = eqx.filter_vmap(member_values, in_axes=eqx.if_array(0))(self.critics)
+        return values.T
+
+
+def _evaluate_noisy_member(critic: NoiseConditionedCritic, t, action, cond) -> Scalar:
+    return critic(t, action, cond)
+
+
+class NoiseConditionedEnsemble(eqx.Module):
+    r"""An ensemble of $K$ noise-conditioned critics $Q_k(s, a, t)$, each a
+    [`NoiseConditionedCritic`][interpolant_rl.nn.NoiseConditionedCritic]
+    (`MLP(concat[cond, a, t])`), stored as one module with a leading member axis, as
+    [`CriticEnsemble`][interpolant_rl.nn.CriticEnsemble] stores its members.
+
+    The time $t$ says which smoothed landscape a member evaluates; NC-LQL indexes its noise
+    levels $\sigma(t)$ by the library's time ([`LangevinSchedule`][interpolant_rl.LangevinSchedule]),
+    so $t = 1$ ($\sigma_{\min}$) is the clean critic $Q(s, a)$ that TD learns.
+
+    **Fields:** `critics` (the stacked `NoiseConditionedCritic`), `action_dim`, `obs_dim`,
+    `num_critics`.
+    """
+
+    critics: NoiseConditionedCritic
+    action_dim: int = eqx.field(static=True)
+    obs_dim: int = eqx.field(static=True)
+    num_critics: int = eqx.field(static=True)
+
+    def __init__(
+        self,
+        action_dim: int,
+        obs_dim: int,
+        width: int,
+        depth: int,
+        *,
+        num_critics: int,
+        layer_norm: bool = True,
+        key: PRNGKeyArray,
+    ):
+        r"""**Arguments:** as [`CriticEnsemble`][interpolant_rl.nn.CriticEnsemble]'s."""
+        if num_critics < 1:
+            raise ValueError(f"NoiseConditionedEnsemble needs num_critics >= 1, got {num_critics}")
+
+        def make_critic(critic_key):
+            return NoiseConditionedCritic(
+                action_dim, obs_dim, width, depth, layer_norm=layer_norm, key=critic_key
+            )
+
+        self.critics = eqx.filter_vmap(make_critic)(jr.split(key, num_critics))
+        self.action_dim = action_dim
+        self.obs_dim = obs_dim
+        self.num_critics = num_critics
+
+    def __call__(
+        self,
+        t: ScalarLike,
+        action: Float[Array, " action_dim"],
+        cond: Float[Array, " obs_dim"] | None = None,
+    ) -> Float[Array, " num_critics"]:
+        r"""The $K$ values $Q_k(\text{cond}, a, t)$ of one action at time `t` (the signature
+        `(t, x, cond)` of a field), shape `(num_critics,)`."""
+        evaluate = eqx.filter_vmap(
+            _evaluate_noisy_member, in_axes=(eqx.if_array(0), None, None, None)
+        )
+        return evaluate(self.critics, t, action, cond)
+
+    def batch_values(
+        self,
+        cond: Float[Array, "batch obs_dim"] | None,
+        actions: Float[Array, "batch action_dim"],
+        times: ScalarLike | Float[Array, " batch"] = 1.0,
+    ) -> Float[Array, "batch num_critics"]:
+        r"""The $K$ values of a batch, shape `(batch, num_critics)`, at one time for all rows
+        or one per row (`times` of shape `(batch,)`); by default at $t = 1$, the clean critic
+        (so the ensemble serves where a [`CriticEnsemble`][interpolant_rl.nn.CriticEnsemble]
+        does, e.g. in [`td_fit`][interpolant_rl.agents.td_fit]). Members outermost, as
+        [`CriticEnsemble.batch_values`][interpolant_rl.nn.CriticEnsemble.batch_values]."""
+        times = jnp.broadcast_to(jnp.asarray(times, dtype=actions.dtype), actions.shape[:1])
+        cond_axis = None if cond is None else 0
+
+        def member_values(critic):  # one member on the whole batch: (batch,)
+            return jax.vmap(critic, in_axes=(0, 0, cond_axis))(times, actions, cond)
 
         values = eqx.filter_vmap(member_values, in_axes=eqx.if_array(0))(self.critics)
         return values.T

@@ -61,6 +61,7 @@ from ._moment_matching import (
     moment_matching_loss as moment_matching_loss,
     UniformJumpTimes as UniformJumpTimes,
 )
+from ._noise_conditioned import noise_level_loss as noise_level_loss
 from ._q_term import normalised_q_loss as normalised_q_loss
 from ._sac import (
     sac_actor_loss as sac_actor_loss,
