@@ -55,10 +55,13 @@ from ._domains import (
 )
 from ._edit import ActionEdit as ActionEdit, EditedPolicy as EditedPolicy
 from ._flow import (
+    behaviour_time_sampler as behaviour_time_sampler,
     flow_actions as flow_actions,
     flow_matching_step as flow_matching_step,
     FlowPolicy as FlowPolicy,
     LatentNoisePolicy as LatentNoisePolicy,
+    sampled_flow_matching_step as sampled_flow_matching_step,
+    TimeSamplerName as TimeSamplerName,
 )
 from ._one_step import OneStepDistilled as OneStepDistilled
 from ._optim import (

@@ -12,14 +12,16 @@ from ..data import Batch
 from ..nn import ema_update, ResidualField, VelocityField, zero_output
 from ..objectives import (
     AbstractAdjointMatchingScheme,
+    AbstractTimeSampler,
     adjoint_matching_loss,
     basic_adjoint_matching_loss,
     QAMReferenceAdjointMatching,
+    UniformTimes,
 )
 from ._agent import AbstractAgent
 from ._config import build_network, check_positive, NetworkConfig
 from ._critic import AbstractCritic, CriticConfig, LearnedCritic
-from ._flow import flow_matching_step, FlowPolicy
+from ._flow import behaviour_time_sampler, FlowPolicy, sampled_flow_matching_step, TimeSamplerName
 from ._optim import adam, check_optimiser, ClipMode, Trained
 
 
@@ -38,10 +40,12 @@ class QAMConfig:
     grad_clip: float | None = 1.0  # gradient clipping of the flows (Table 3: 1 for QAM*)
     clip_mode: ClipMode = "elementwise"  # paper §4: element-wise; reference code: "global_norm"
     base_rate: float = 0.005  # EMA rate of the base copy of the behaviour flow
+    time_sampler: TimeSamplerName = "uniform"  # behaviour flow's flow-matching times (issue 16)
 
     def __post_init__(self):
         check_positive("tau", self.tau, allow_zero=True)
         check_positive("flow_steps", self.flow_steps)
+        behaviour_time_sampler(self.time_sampler)  # raises for an unknown name
         check_optimiser(self.learning_rate, self.grad_clip, self.clip_mode)
         if not 0.0 <= self.base_rate <= 1.0:
             raise ValueError(f"base_rate must lie in [0, 1], got {self.base_rate}")
@@ -64,7 +68,10 @@ class AdjointMatchedFlow(eqx.Module):
     randomly initialised velocity field. [`velocity`][interpolant_rl.agents.AdjointMatchedFlow.velocity]
     is the fine-tuned velocity either way.
 
-    **Fields:** `behaviour`, `base`, `fine`, `action_dim`, `config` (static).
+    **Fields:** `behaviour`, `base`, `fine`, `action_dim`, `config` (static), `time_sampler`
+    (the law of the behaviour flow's flow-matching times, from `config.time_sampler`; an
+    [`AdaptiveTimeSampler`][interpolant_rl.objectives.AdaptiveTimeSampler] carries its state
+    here and adapts every step).
     """
 
     behaviour: Trained
@@ -72,6 +79,7 @@ class AdjointMatchedFlow(eqx.Module):
     fine: Trained
     action_dim: int = eqx.field(static=True)
     config: QAMConfig = eqx.field(static=True)
+    time_sampler: AbstractTimeSampler = UniformTimes()
 
     @classmethod
     def create(cls, obs_dim: int, action_dim: int, config: QAMConfig, key: PRNGKeyArray):
@@ -89,6 +97,7 @@ class AdjointMatchedFlow(eqx.Module):
             Trained.create(fine, optimiser),
             action_dim,
             config,
+            behaviour_time_sampler(config.time_sampler),
         )
 
     def step(
@@ -98,7 +107,9 @@ class AdjointMatchedFlow(eqx.Module):
         config = self.config
         fm_key, am_key = jr.split(key)
 
-        behaviour, bc_loss = flow_matching_step(self.behaviour, batch, fm_key)
+        behaviour, time_sampler, bc_loss = sampled_flow_matching_step(
+            self.behaviour, self.time_sampler, batch, fm_key
+        )
         base = ema_update(self.base, behaviour.model, config.base_rate)
         objective = basic_adjoint_matching_loss if config.basic_adjoint else adjoint_matching_loss
 
@@ -116,7 +127,7 @@ class AdjointMatchedFlow(eqx.Module):
             )
 
         fine, (metrics, _) = self.fine.minimise(fine_loss)
-        new = AdjointMatchedFlow(behaviour, base, fine, self.action_dim, config)
+        new = AdjointMatchedFlow(behaviour, base, fine, self.action_dim, config, time_sampler)
         return new, dict(flow_matching_loss=bc_loss, **metrics)
 
     def _velocity(self, fine, base):

@@ -1,6 +1,7 @@
 r"""The flow policy every flow agent acts with, and the behaviour-cloning step that fits a flow."""
 
 from collections.abc import Callable
+from typing import get_args, Literal
 
 import diffrax
 import equinox as eqx
@@ -13,7 +14,13 @@ from .._interpolant import AbstractInterpolant, LinearInterpolant
 from .._process import ProbabilityFlowODE
 from .._sampling import sample
 from ..data import Batch
-from ..objectives import flow_matching_loss
+from ..objectives import (
+    AbstractTimeSampler,
+    AdaptiveTimeSampler,
+    flow_matching_errors,
+    flow_matching_loss,
+    UniformTimes,
+)
 from ._agent import AbstractPolicy
 from ._optim import Trained
 
@@ -94,12 +101,76 @@ def flow_matching_step(
     interpolant: AbstractInterpolant = LinearInterpolant(),
 ) -> tuple[Trained, Float[Array, ""]]:
     """One flow-matching (behaviour-cloning) step of a velocity field on the batch's
-    state-action pairs, invalid chunks weighted out; returns `(behaviour, loss)`."""
+    state-action pairs, invalid chunks weighted out, times uniform; returns
+    `(behaviour, loss)`."""
+    behaviour, _, loss = sampled_flow_matching_step(
+        behaviour, UniformTimes(), batch, key, interpolant
+    )
+    return behaviour, loss
+
+
+TimeSamplerName = Literal["uniform", "adaptive"]
+"""The flow agents' `time_sampler` setting: `"uniform"` (every paper's) or `"adaptive"`."""
+
+
+def behaviour_time_sampler(name: TimeSamplerName) -> AbstractTimeSampler:
+    r"""The time sampler of a behaviour flow's flow matching, by configuration name:
+    `"uniform"` is [`UniformTimes`][interpolant_rl.objectives.UniformTimes]`()` (every paper's
+    $t \sim U[0, 1)$), `"adaptive"` a fresh
+    [`AdaptiveTimeSampler`][interpolant_rl.objectives.AdaptiveTimeSampler]`.uniform()` with its
+    default settings (10 bins, importance weighted: the same objective)."""
+    if name == "uniform":
+        return UniformTimes()
+    if name == "adaptive":
+        return AdaptiveTimeSampler.uniform()
+    raise ValueError(
+        f"time_sampler must be one of {', '.join(get_args(TimeSamplerName))}, got {name!r}"
+    )
+
+
+def sampled_flow_matching_step(
+    behaviour: Trained,
+    time_sampler: AbstractTimeSampler,
+    batch: Batch,
+    key: PRNGKeyArray,
+    interpolant: AbstractInterpolant = LinearInterpolant(),
+) -> tuple[Trained, AbstractTimeSampler, Float[Array, ""]]:
+    r"""One flow-matching step with times from `time_sampler` (importance weighted, so the
+    objective stays the uniform-time one), then the sampler's
+    [`adapt`][interpolant_rl.objectives.AbstractTimeSampler.adapt] to the step: its probes are
+    the per-sample errors ([`flow_matching_errors`][interpolant_rl.objectives.flow_matching_errors])
+    of the flow before and after the step on this batch, one fresh noise per row, invalid
+    chunks at zero. The loss uses `key` itself (as
+    [`flow_matching_step`][interpolant_rl.agents.flow_matching_step] does), the probes
+    `jax.random.fold_in(key, 1)`; a stateless sampler such as `UniformTimes` is returned
+    unchanged and costs no probe.
+
+    **Returns:** `(behaviour, time_sampler, loss)`.
+    """
 
     def loss_fn(field):
         loss = flow_matching_loss(
-            interpolant, field, batch.actions, batch.observations, key, weights=batch.valid
+            interpolant,
+            field,
+            batch.actions,
+            batch.observations,
+            key,
+            weights=batch.valid,
+            time_sampler=time_sampler,
         )
         return loss, loss
 
-    return behaviour.minimise(loss_fn)
+    new_behaviour, loss = behaviour.minimise(loss_fn)
+    probe_key, noise_key = jr.split(jr.fold_in(key, 1))
+
+    def errors(field, times):  # the same noise at every call
+        noise = jr.normal(noise_key, batch.actions.shape, dtype=batch.actions.dtype)
+        per_sample = flow_matching_errors(
+            interpolant, field, batch.actions, batch.observations, times, noise
+        )
+        return per_sample * batch.valid
+
+    time_sampler = time_sampler.adapt(
+        errors, behaviour.model, new_behaviour.model, probe_key, batch.actions.shape[0]
+    )
+    return new_behaviour, time_sampler, loss

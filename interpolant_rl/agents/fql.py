@@ -3,7 +3,9 @@ r"""FQL — flow Q-learning.
 Algorithm box, per update:
 
 1. **Critic.** TD with $a' = \operatorname{clip}(\mu_\omega(s', z))$ from the one-step policy.
-2. **Behaviour flow.** $f_\beta \leftarrow$ one flow-matching step on the data.
+2. **Behaviour flow.** $f_\beta \leftarrow$ one flow-matching step on the data (times uniform;
+   `time_sampler="adaptive"`: drawn by an importance-weighted
+   [`AdaptiveTimeSampler`][interpolant_rl.objectives.AdaptiveTimeSampler], adapted every step).
 3. **One-step policy.** $\mu_\omega \leftarrow$ one step on
    $\alpha\,\|\mu_\omega(s, z) - \mathrm{ODE}_{f_\beta}(s, z)\|^2 - Q(s, \mu_\omega(s, z))$
    ([`one_step_distillation_loss`][interpolant_rl.objectives.one_step_distillation_loss]):
@@ -19,10 +21,11 @@ import jax.random as jr
 from jaxtyping import PRNGKeyArray
 
 from ..nn import VelocityField
+from ..objectives import AbstractTimeSampler, UniformTimes
 from ._agent import AbstractAgent
 from ._config import build_network, check_positive, NetworkConfig
 from ._critic import AbstractCritic, CriticConfig, LearnedCritic
-from ._flow import flow_matching_step, FlowPolicy
+from ._flow import behaviour_time_sampler, FlowPolicy, sampled_flow_matching_step, TimeSamplerName
 from ._one_step import OneStepDistilled
 from ._optim import adam, Trained
 
@@ -38,10 +41,12 @@ class FQLConfig:
     critic: CriticConfig = CriticConfig()  # K = 10, rho = 0.5
     learning_rate: float = 3e-4  # Adam step size of the actor networks
     grad_clip: float | None = None  # no clipping in the protocol for FQL
+    time_sampler: TimeSamplerName = "uniform"  # flow-matching times ("adaptive": issue 16)
 
     def __post_init__(self):
         check_positive("alpha", self.alpha, allow_zero=True)
         check_positive("flow_steps", self.flow_steps)
+        behaviour_time_sampler(self.time_sampler)  # raises for an unknown name
 
 
 class FQL(AbstractAgent):
@@ -51,11 +56,14 @@ class FQL(AbstractAgent):
     one_step: OneStepDistilled
     critic: AbstractCritic
     config: FQLConfig = eqx.field(static=True)
+    time_sampler: AbstractTimeSampler = UniformTimes()  # of the behaviour flow's times
 
     def actor_step(self, batch, key):
         bc_key, distil_key = jr.split(key)
 
-        behaviour, bc_loss = flow_matching_step(self.behaviour, batch, bc_key)
+        behaviour, time_sampler, bc_loss = sampled_flow_matching_step(
+            self.behaviour, self.time_sampler, batch, bc_key
+        )
 
         # the unclipped ODE action; `OneStepDistilled.step` clips it (eq. 39)
         teacher = FlowPolicy(
@@ -63,7 +71,7 @@ class FQL(AbstractAgent):
         ).from_noise
 
         one_step, metrics = self.one_step.step(self.critic, batch, teacher, distil_key)
-        agent = FQL(behaviour, one_step, self.critic, self.config)
+        agent = FQL(behaviour, one_step, self.critic, self.config, time_sampler)
         return agent, dict(flow_matching_loss=bc_loss, **metrics)
 
     def acting_policy(self):
@@ -85,4 +93,5 @@ def create(
         ),
         LearnedCritic.create(obs_dim, action_dim, config.critic, critic_key),
         config,
+        behaviour_time_sampler(config.time_sampler),
     )
