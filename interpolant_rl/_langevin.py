@@ -31,7 +31,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from ._custom_types import Cond, Scalar, ScalarLike, Times, Trajectory, Vector
 
@@ -72,8 +72,8 @@ class LangevinSchedule(eqx.Module):
         if not self.step_size > 0:
             raise ValueError(f"LangevinSchedule needs step_size > 0, got {self.step_size}")
 
-    def sigma(self, t: ScalarLike) -> Scalar:
-        r"""$\sigma(t) = \sigma_{\max}^{1 - t}\,\sigma_{\min}^{t}$."""
+    def sigma(self, t: ScalarLike | Float[ArrayLike, "*shape"]) -> Float[Array, "*shape"]:
+        r"""$\sigma(t) = \sigma_{\max}^{1 - t}\,\sigma_{\min}^{t}$, elementwise."""
         log_max, log_min = jnp.log(self.sigma_max), jnp.log(self.sigma_min)
         return jnp.exp(log_max + jnp.asarray(t) * (log_min - log_max))
 

@@ -19,6 +19,7 @@ from . import (
     ifql as ifql,
     iql as iql,
     moma_ql as moma_ql,
+    nc_lql as nc_lql,
     ofql as ofql,
     prior_guidance as prior_guidance,
     qam as qam,

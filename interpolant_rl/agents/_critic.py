@@ -25,7 +25,14 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._custom_types import Scalar
 from ..data import Batch
-from ..nn import CriticEnsemble, ema_update, MLP, pessimistic, td_target
+from ..nn import (
+    CriticEnsemble,
+    ema_update,
+    MLP,
+    NoiseConditionedEnsemble,
+    pessimistic,
+    td_target,
+)
 from ..objectives import expectile_loss, weighted_mean
 from ._config import check_positive, NetworkConfig
 from ._optim import adam, check_optimiser, ClipMode, Trained
@@ -80,19 +87,21 @@ def _ensemble(obs_dim: int, action_dim: int, config: CriticConfig, key: PRNGKeyA
 
 def td_fit(
     online: Trained,
-    target: CriticEnsemble,
+    target: CriticEnsemble | NoiseConditionedEnsemble,
     batch: Batch,
     targets: Float[Array, " batch"],
     target_rate: float,
     penalty: Callable[[CriticEnsemble], tuple[Scalar, Metrics]] | None = None,
-) -> tuple[Trained, CriticEnsemble, Metrics]:
+) -> tuple[Trained, CriticEnsemble | NoiseConditionedEnsemble, Metrics]:
     r"""One TD step of an ensemble towards fixed `targets` $y$, then the EMA of its target:
 
     $$\mathcal L = \operatorname{mean}_i w_i \tfrac1K\sum_k \big(Q_k(s_i, a_i) - y_i\big)^2,
       \qquad Q^- \leftarrow (1 - \lambda) Q^- + \lambda Q,$$
 
     with $w$ the batch's validity weights (a [`weighted_mean`][interpolant_rl.objectives.weighted_mean])
-    and $\lambda$ = `target_rate`. Every learned critic's TD step ends here; they differ only in
+    and $\lambda$ = `target_rate`. The ensemble is a [`CriticEnsemble`][interpolant_rl.nn.CriticEnsemble]
+    or, for NC-LQL, a [`NoiseConditionedEnsemble`][interpolant_rl.nn.NoiseConditionedEnsemble] (fitted
+    at its clean level $t = 1$). Every learned critic's TD step ends here; they differ only in
     how they build $y$, and in an optional `penalty(ensemble) -> (loss, metrics)` added to the TD
     loss (CQL's conservative term). Returns `(online, target, metrics)`.
     """

@@ -48,6 +48,12 @@ AGENT_PRESETS = {
         "cpu": dict(offline_steps=0, online_steps=20_000, random_action_steps=1000),
         "paper": dict(offline_steps=0, random_action_steps=5000),
     },
+    # NC-LQL is online only (no policy to pretrain): RLPD's CPU schedule; on the paper preset
+    # the authors' code's 30k random-action steps (its start_step) before the first update.
+    "nc_lql": {
+        "cpu": dict(offline_steps=0, online_steps=20_000, random_action_steps=1000),
+        "paper": dict(offline_steps=0, random_action_steps=30_000),
+    },
 }
 """Agents whose schedule differs from the presets': agent -> preset -> values on top."""
 
