@@ -30,6 +30,7 @@ from ._ddpm import (
     ddpm_step as ddpm_step,
     jump_renoise_step as jump_renoise_step,
 )
+from ._export import export_policy as export_policy, load_policy as load_policy
 from ._interpolant import (
     AbstractInterpolant as AbstractInterpolant,
     LinearInterpolant as LinearInterpolant,
