@@ -32,6 +32,7 @@ def tiny_config(name):
         "cgql",
         "cgql_mse",
         "cgql_linex",
+        "prior_guidance",
     ):
         # fewer flow steps keep the compile small; the algorithms are unchanged
         if hasattr(config, "qam"):

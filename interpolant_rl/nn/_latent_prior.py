@@ -4,6 +4,7 @@ import math
 
 import equinox as eqx
 import jax.numpy as jnp
+import jax.scipy.linalg as jsl
 from jaxtyping import Array, Float
 
 from .._custom_types import Scalar
@@ -122,6 +123,6 @@ class GaussianLatentPrior(eqx.Module):
     def log_prob(self, cond: Float[Array, " obs_dim"], z: Float[Array, " noise_dim"]) -> Scalar:
         r"""$\log q_\psi(z \mid s)$."""
         mean, scale_tril = self(cond)
-        white = jnp.linalg.solve(scale_tril, z - mean)  # L^{-1}(z - mu); L is triangular
+        white = jsl.solve_triangular(scale_tril, z - mean, lower=True)  # L^{-1}(z - mu)
         log_det = jnp.sum(jnp.log(jnp.diagonal(scale_tril)))
         return -0.5 * jnp.sum(white**2) - log_det - 0.5 * self.noise_dim * math.log(2 * math.pi)
