@@ -183,7 +183,7 @@ class AdaptiveTimeSampler(AbstractTimeSampler):
        uniform-time ones; an adaptive $p$ can then only change the variance of the gradient,
        and the floor $\varepsilon$ bounds the weights.
 
-    **Fields:** `logits` $\phi$ `(K,)` (zeros: uniform; the only array, the state);
+    **Fields:** `logits` $\phi$ `(K,)` (zeros: uniform; the only array, the state); static:
     `learning_rate` $\eta > 0$ (default 0.05); `entropy` $\beta > 0$ (default 1); `floor`
     $\varepsilon \in (0, 1]$ (default 0.25, weights $\le 4$).
 
@@ -195,9 +195,9 @@ class AdaptiveTimeSampler(AbstractTimeSampler):
     """
 
     logits: Float[Array, " bins"]
-    learning_rate: float = 0.05
-    entropy: float = 1.0
-    floor: float = 0.25
+    learning_rate: float = eqx.field(static=True, default=0.05)
+    entropy: float = eqx.field(static=True, default=1.0)
+    floor: float = eqx.field(static=True, default=0.25)
 
     def __check_init__(self):
         if not 0.0 < self.floor <= 1.0:
