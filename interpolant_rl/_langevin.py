@@ -38,7 +38,7 @@ from ._custom_types import Cond, Scalar, ScalarLike, Times, Trajectory, Vector
 
 class LangevinSchedule(eqx.Module):
     r"""The levels and step sizes of annealed Langevin dynamics (see
-    [the module](#annealed-langevin-dynamics)): $L$ geometric noise levels
+    [the Sampling page](#annealed-langevin-dynamics-nc-lql)): $L$ geometric noise levels
     $\sigma(t_l) = \sigma_{\max}^{1 - t_l}\sigma_{\min}^{t_l}$ at the times $t_l = l/(L-1)$
     ($t = 0$: $\sigma_{\max}$, noise; $t = 1$: $\sigma_{\min}$, data), $T$ steps on each, of size
     $\epsilon_l = \epsilon\,\sigma(t_l)^2/\sigma_{\min}^2$.
