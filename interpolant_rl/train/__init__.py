@@ -1,6 +1,11 @@
 """Training: one driver for N >= 1 seeds (offline then online), evaluation, metrics logging,
 resumable checkpoints and the run directory that holds them."""
 
+from ._aggregates import (
+    iqm as iqm,
+    performance_profile as performance_profile,
+    stratified_bootstrap_ci as stratified_bootstrap_ci,
+)
 from ._behaviour import (
     MEDIUM_SCORES as MEDIUM_SCORES,
     SAC_CONFIG as SAC_CONFIG,
