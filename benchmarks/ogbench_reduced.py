@@ -18,7 +18,10 @@ whose copy (or summary) exists with the same settings is not run again, so the b
 stopped and continued; an interrupted program is resumed from its checkpoint. After each
 program the table — success after the offline phase (and after the online phase), mean and 95 %
 t-interval over seeds, each evaluation's mean — is rewritten to `{results}.md` and `.json` from
-every finished (suite, agent), so partial progress is a valid, smaller table.
+every finished (suite, agent), so partial progress is a valid, smaller table. Its last section
+aggregates the cube-single tasks: each agent's offline success over tasks x seeds, as the
+interquartile mean and the mean with 95 % stratified bootstrap intervals
+(`interpolant_rl.train.iqm`, `stratified_bootstrap_ci`).
 """
 
 import argparse
@@ -259,6 +262,53 @@ def suite_markdown(name: str, suite: Suite, rows: dict, seeds: list[int]) -> lis
     return lines + [""]
 
 
+AGGREGATED = ("cube-single-task1", "cube-single-task2")  # one budget, two tasks
+
+
+def aggregate_rows(summaries: dict[str, dict[str, list[dict]]], reps: int = 2000) -> dict:
+    """Per agent finished in every `AGGREGATED` suite: the offline success of its seeds x those
+    tasks, as the IQM and the mean with 95 % stratified bootstrap intervals (seed 0)."""
+    from interpolant_rl.train import iqm, stratified_bootstrap_ci
+
+    rows = {}
+    for agent in SUITES[AGGREGATED[0]].agents:
+        if not all(agent in summaries.get(name, {}) for name in AGGREGATED):
+            continue
+        scores = np.array(  # (seeds, tasks)
+            [
+                [success_by_step(s)[SUITES[name].offline_steps] for s in summaries[name][agent]]
+                for name in AGGREGATED
+            ]
+        ).T
+        row = dict(seeds=scores.shape[0], tasks=scores.shape[1], scores=scores.tolist())
+        for name, statistic in (("iqm", iqm), ("mean", np.mean)):
+            low, high = stratified_bootstrap_ci(scores, statistic, reps=reps, level=0.95, seed=0)
+            row[name] = float(statistic(scores))
+            row[f"{name}_ci95"] = [float(low), float(high)]
+        rows[agent] = row
+    return rows
+
+
+def aggregate_markdown(rows: dict) -> list[str]:
+    def cell(row, name):
+        low, high = row[f"{name}_ci95"]
+        return f"{100 * row[name]:.0f} [{100 * low:.0f}, {100 * high:.0f}]"
+
+    lines = [
+        "### Across the cube-single tasks",
+        "",
+        f"Offline success % over {' and '.join(f'`{n}`' for n in AGGREGATED)} x seeds: the "
+        "interquartile mean (IQM) and the mean, with 95 % stratified bootstrap intervals "
+        "(seeds resampled within each task, 2000 replicates; `experiments/plot.py --aggregate` "
+        "computes the same from run directories).",
+        "",
+        "| agent | IQM [95 % CI] | mean [95 % CI] |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {a} | {cell(r, 'iqm')} | {cell(r, 'mean')} |" for a, r in rows.items()]
+    return lines + [""]
+
+
 def report(args) -> dict:
     """Rewrite `{results}.md/.json` from every finished (suite, agent)."""
     result = dict(
@@ -275,6 +325,7 @@ def report(args) -> dict:
         "(cube-double, five-task mean, 1M updates, 4x512 networks, K = 10, GPU).",
         "",
     ]
+    every = {}
     for name, suite in SUITES.items():
         summaries = {}
         for agent in suite.agents:
@@ -284,9 +335,14 @@ def report(args) -> dict:
                 result.setdefault("versions", runs[0]["versions"])
         if not summaries:
             continue
+        every[name] = summaries
         rows = suite_rows(suite, summaries)
         result["suites"][name] = dict(dataclasses.asdict(suite), agents=rows)
         lines += suite_markdown(name, suite, rows, args.seeds)
+    aggregates = aggregate_rows(every)
+    if aggregates:
+        result["cube_single_aggregate"] = dict(suites=list(AGGREGATED), agents=aggregates)
+        lines += aggregate_markdown(aggregates)
     args.results.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     args.results.with_suffix(".md").write_text("\n".join(lines))
     return result
