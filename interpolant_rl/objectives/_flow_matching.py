@@ -25,7 +25,7 @@ def flow_matching_errors(
 
     the integrand of [`flow_matching_loss`][interpolant_rl.objectives.flow_matching_loss]
     (e.g. for the probes of
-    [`AdaptiveTimeSampler.adapt`][interpolant_rl.objectives.AdaptiveTimeSampler.adapt]).
+    [`AdaptiveTimeSampler.adapt`][interpolant_rl.objectives.AbstractTimeSampler.adapt]).
 
     **Arguments:** `interpolant`, `velocity`, `actions` $x_1$ `(batch, dim)`, `cond` (batched
     along axis 0, or `None`), `times` $t$ `(batch,)`, `noise` $x_0$ `(batch, dim)`.
