@@ -200,9 +200,16 @@ def load_policy(path: str | os.PathLike) -> LoadedPolicy:
 
     - `path`: the artefact.
 
-    **Returns:** a callable `policy(observations, key) -> actions` (see `LoadedPolicy` above:
-    one observation or a batch; raw `uint32` key data or a typed key), with the file's header as
-    `policy.header`.
+    **Returns:** a callable `policy(observations, key) -> actions`:
+
+    - `observations`: `(obs_dim,)` or `(batch, obs_dim)` (any `batch >= 1`), cast to `float32`
+      as `agent.act` does;
+    - `key`: raw key data, `uint32` of the header's key shape (`jax.random.PRNGKey(0)`, or
+      `jax.random.key_data(key)` of a typed key), or a typed key of the recorded implementation;
+    - the actions, `(action_dim,)` or `(batch, action_dim)`, in $[-1, 1]$.
+
+    It also carries `policy.header` (the file's JSON header, a dictionary), `policy.obs_dim`,
+    `policy.action_dim` and `policy.exported` (the `jax.export.Exported` program).
 
     Raises a one-line `ValueError` naming the file for a missing file, one that is not a policy
     export, one of another format version, or a truncated or damaged one.
