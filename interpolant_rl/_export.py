@@ -41,6 +41,7 @@ def export_policy(
     *,
     obs_dim: int,
     platforms: Sequence[str] = ("cpu", "cuda"),
+    batch_size: int | None = None,
     name: str | None = None,
     config: Any = None,
 ) -> dict[str, Any]:
@@ -52,13 +53,24 @@ def export_policy(
     [`AbstractAgent.act`][interpolant_rl.agents.AbstractAgent.act] runs: the agent's
     [`acting_policy`][interpolant_rl.agents.AbstractAgent.acting_policy] with its fixed solver
     grid (flow steps, best-of-$N$, ...), its weights frozen at export time. On the same platform
-    its actions equal `agent.act`'s bit for bit, for one observation and for a batch.
+    its actions equal `agent.act`'s bit for bit, for one observation and for a batch (with one
+    exception, below). The exported program is not `vmap`ped over keys.
 
-    **Batches.** The program is exported once with a *symbolic* batch dimension, observations
-    `(batch, obs_dim)` for any `batch >= 1`, and one key for the whole batch, as `agent.act`
-    takes it (the noise of the whole batch is drawn from that key, so a row's action depends on
-    the batch it is in, exactly as with `agent.act`; it is not a `vmap` over rows). A single
-    observation `(obs_dim,)` runs as a batch of one.
+    **Batches.** By default the program is exported once with a *symbolic* batch dimension:
+    observations `(batch, obs_dim)` for any `batch >= 1`, and one key for the whole batch, as
+    `agent.act` takes it (the noise of the whole batch is drawn from that key, so a row's action
+    depends on the batch it is in, exactly as with `agent.act`; it is not a `vmap` over rows). A
+    single observation `(obs_dim,)` runs as a batch of one. `batch_size=n` exports for batches of
+    exactly `n` instead (and for single observations when `n = 1`).
+
+    **The exception.** In `agent.act`, XLA folds the DDPM ancestral sampler's schedule (a
+    function of the fixed time grid) into constants, evaluated on the host; a symbolic batch or
+    a multi-platform program keeps it a run-time computation, whose `exp`/`sqrt` may differ in
+    the last bit. So for the DDPM-sampled agents (QSM, DAC, Diffusion-QL, diffusion BC) the
+    actions agree with `agent.act`'s to about $10^{-7}$, and bit for bit only when exported with
+    `platforms=("cpu",)` and a `batch_size` (and run on a CPU). Every other registered agent
+    (flows on a fixed grid, one-step and Gaussian policies, best-of-$N$, consistency models) is
+    bit for bit with the defaults.
 
     **Keys** cross the boundary as raw key data (`jax.random.key_data(key)`: `uint32` of shape
     `(2,)` for the default `threefry2x32`), so the loader needs no typed keys; the header records
@@ -71,6 +83,7 @@ def export_policy(
     - `obs_dim`: the observation size the agent was built for.
     - `platforms`: the platforms to lower for (`jax.export` lowers for platforms this machine
       lacks: an artefact made on a CPU-only machine runs on an NVIDIA GPU).
+    - `batch_size`: `None` (any batch, the default) or the one batch size to export for.
     - `name`, `config`: recorded in the header (the registry name and the configuration, as
       `repr`), for the reader's information.
 
@@ -95,6 +108,8 @@ def export_policy(
         raise TypeError(f"export_policy needs an AbstractAgent, got {type(agent).__name__}")
     if obs_dim < 1:
         raise ValueError(f"obs_dim must be >= 1, got {obs_dim}")
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"batch_size must be None or >= 1, got {batch_size}")
     impl = jax.config.jax_default_prng_impl
     key_shape = tuple(jax.random.key_data(jax.random.key(0, impl=impl)).shape)
     policy = type(agent).acting_policy(agent)
@@ -108,7 +123,7 @@ def export_policy(
         acting = eqx.combine(jax.tree.unflatten(treedef, weights), static)
         return acting(observations, jax.random.wrap_key_data(key_data, impl=impl))
 
-    (batch,) = jax.export.symbolic_shape(_BATCH)
+    (batch,) = jax.export.symbolic_shape(_BATCH) if batch_size is None else (batch_size,)
     exported = jax.export.export(jax.jit(act), platforms=tuple(platforms))(
         [jax.ShapeDtypeStruct(leaf.shape, leaf.dtype) for leaf in leaves],
         jax.ShapeDtypeStruct((batch, obs_dim), jnp.float32),
@@ -127,7 +142,14 @@ def export_policy(
         obs_dim=obs_dim,
         action_dim=int(exported.out_avals[0].shape[-1]),
         dtype="float32",
-        batch=f"symbolic: observations ({_BATCH}, obs_dim) or (obs_dim,); one key per call",
+        batch_size=batch_size,
+        batch=(
+            f"symbolic: observations ({_BATCH}, obs_dim) or (obs_dim,); one key per call"
+            if batch_size is None
+            else f"static: observations ({batch_size}, obs_dim)"
+            + (" or (obs_dim,)" if batch_size == 1 else "")
+            + "; one key per call"
+        ),
         key=dict(impl=impl, format="raw key data", dtype="uint32", shape=list(key_shape)),
         platforms=list(exported.platforms),
         module_bytes=len(module),
@@ -145,22 +167,16 @@ def export_policy(
 
 
 class LoadedPolicy:
-    """An exported acting policy, loaded: `policy(observations, key) -> actions`.
-
-    - `observations`: `(obs_dim,)` or `(batch, obs_dim)`, cast to `float32` (as `agent.act`
-      does).
-    - `key`: raw key data (`uint32` of the header's key shape, e.g. `jax.random.PRNGKey(0)` or
-      `jax.random.key_data(jax.random.key(0))`) or a typed key of the recorded implementation.
-
-    Returns actions `(action_dim,)` or `(batch, action_dim)` in $[-1, 1]$. `header` is the
-    file's JSON header; `exported` the `jax.export.Exported` program.
-    """
+    """An exported acting policy, loaded: `policy(observations, key) -> actions`, as
+    [`load_policy`][interpolant_rl.load_policy] describes. `header` is the file's JSON header,
+    `exported` the `jax.export.Exported` program."""
 
     def __init__(self, header: dict[str, Any], exported: Any, weights: list):
         self.header = header
         self.exported = exported
         self.obs_dim = int(header["obs_dim"])
         self.action_dim = int(header["action_dim"])
+        self.batch_size = header.get("batch_size")
         self._key_shape = tuple(header["key"]["shape"])
         self._weights = weights
         self._call = jax.jit(exported.call)
@@ -168,11 +184,15 @@ class LoadedPolicy:
     def __call__(self, observations, key) -> jax.Array:
         observations = jnp.asarray(observations, dtype=jnp.float32)
         shape = observations.shape
-        if len(shape) not in (1, 2) or shape[-1] != self.obs_dim or 0 in shape:
-            raise ValueError(
-                f"observations of shape {shape}: this policy takes ({self.obs_dim},) "
-                f"or (batch >= 1, {self.obs_dim})"
-            )
+        if self.batch_size is None:
+            wrong = len(shape) not in (1, 2) or shape[-1] != self.obs_dim or 0 in shape
+            takes = f"({self.obs_dim},) or (batch >= 1, {self.obs_dim})"
+        else:
+            one = (self.obs_dim,) if self.batch_size == 1 else None
+            wrong = shape not in ((self.batch_size, self.obs_dim), one)
+            takes = f"({self.batch_size}, {self.obs_dim})" + (f" or {one}" if one else "")
+        if wrong:
+            raise ValueError(f"observations of shape {shape}: this policy takes {takes}")
         key = _key_data(key, self.header["key"]["impl"])
         if key.shape != self._key_shape or key.dtype != jnp.uint32:
             raise ValueError(
@@ -202,8 +222,8 @@ def load_policy(path: str | os.PathLike) -> LoadedPolicy:
 
     **Returns:** a callable `policy(observations, key) -> actions`:
 
-    - `observations`: `(obs_dim,)` or `(batch, obs_dim)` (any `batch >= 1`), cast to `float32`
-      as `agent.act` does;
+    - `observations`: `(obs_dim,)` or `(batch, obs_dim)` (any `batch >= 1`; exactly the
+      exported `batch_size` where one was given), cast to `float32` as `agent.act` does;
     - `key`: raw key data, `uint32` of the header's key shape (`jax.random.PRNGKey(0)`, or
       `jax.random.key_data(key)` of a typed key), or a typed key of the recorded implementation;
     - the actions, `(action_dim,)` or `(batch, action_dim)`, in $[-1, 1]$.

@@ -185,3 +185,28 @@ def test_cpu_only_export(fql_export):
         agent.act(observations, jr.key(2)),
     )
     assert repr(ir.load_policy(path)).startswith("LoadedPolicy(name=None, obs_dim=3")
+
+
+def test_ddpm_sampling_is_bit_for_bit_with_a_static_cpu_program(tmp_path):
+    # `agent.act` folds the DDPM schedule into host-computed constants; a symbolic batch or a
+    # multi-platform program computes it at run time (last-bit differences). A static batch on
+    # the CPU alone is the program `agent.act` compiles.
+    agent, _ = tiny_agent("diffusion_bc")
+    observations = np.asarray(jr.normal(jr.key(1), (5, OBS_DIM)))
+    expected = np.asarray(agent.act(observations, jr.key(2)))
+    cpu = dict(obs_dim=OBS_DIM, platforms=("cpu",))
+    header = ir.export_policy(agent, tmp_path / "five", batch_size=5, **cpu)
+    assert header["batch_size"] == 5 and header["batch"].startswith("static")
+    five = ir.load_policy(tmp_path / "five")
+    np.testing.assert_array_equal(five(observations, jr.PRNGKey(2)), expected)
+    message = one_line_error(five, observations[:3], jr.PRNGKey(2))
+    assert message == f"observations of shape (3, {OBS_DIM}): this policy takes (5, {OBS_DIM})"
+    one_line_error(five, observations[0], jr.PRNGKey(2))  # a single one is not a batch of 5
+    ir.export_policy(agent, tmp_path / "one", batch_size=1, **cpu)
+    one = ir.load_policy(tmp_path / "one")
+    np.testing.assert_array_equal(
+        one(observations[0], jr.PRNGKey(3)), agent.act(observations[0], jr.key(3))
+    )
+    ir.export_policy(agent, tmp_path / "any", obs_dim=OBS_DIM)  # symbolic batch, cpu and cuda
+    symbolic = ir.load_policy(tmp_path / "any")(observations, jr.PRNGKey(2))
+    np.testing.assert_allclose(symbolic, expected, rtol=0, atol=1e-6)
