@@ -16,8 +16,6 @@ import interpolant_rl as ir
 from interpolant_rl import agents
 
 
-pytest.importorskip("flatbuffers")  # jax.export's serialisation needs it
-
 OBS_DIM, ACTION_DIM = 3, 2
 # a flow policy integrated over a fixed grid (QAM), a one-step policy (FQL), a tanh-Gaussian
 # (RLPD) and a behaviour-cloned flow without a critic (BC)
