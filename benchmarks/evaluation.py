@@ -4,8 +4,9 @@ call per chunk for all of them).
 Run as `python benchmarks/evaluation.py [--agents qam fql] [--size small] [--episodes 10]
 [--repeats 3]`. One JSON object goes to stdout; progress goes to stderr.
 
-What is measured: `interpolant_rl.train.evaluate(agent, env, episodes, horizon=5, seed=0,
-parallel_episodes=P)` for P = 1 (the loop's evaluation before episodes ran side by side: one act
+What is measured: `interpolant_rl.train.evaluate(agent, envs, episodes, horizon=5, seed=0)`
+with P environments made beforehand (`train.evaluation_envs`, as the training loop makes them once
+per run), for P = 1 (the loop's evaluation before episodes ran side by side: one act
 call per chunk per episode) and P = `episodes` (all at once: one call per chunk for all), on
 OGBench's `cube-single-play-v0` environment (the main job's; 200-step episodes, chunks of 5, so
 40 chunks an episode), with a freshly initialised agent of `benchmarks/train_step.py`'s sizes
@@ -49,15 +50,17 @@ def measure(name: str, size: str, episodes: int, repeats: int) -> dict:
         agents.resize(agents.default_config(name), **CONFIGS[size]), horizon=HORIZON
     )
     agent = agents.make_agent(name, obs_dim, action_dim, jr.key(0), config)
-    widths = {"one_at_a_time": 1, "side_by_side": episodes}
+    # the environments are made once, as the training loop makes them once per run
+    slots = train.evaluation_envs(env, episodes)
+    widths = {"one_at_a_time": slots[:1], "side_by_side": slots}
     results = {}
-    for label, width in widths.items():  # warm-up: compiles, and the result to compare
-        results[label] = train.evaluate(agent, env, episodes, HORIZON, 0, parallel_episodes=width)
+    for label, envs in widths.items():  # warm-up: compiles, and the result to compare
+        results[label] = train.evaluate(agent, envs, episodes, HORIZON, 0)
     seconds = {label: [] for label in widths}
     for _ in range(repeats):
-        for label, width in widths.items():
+        for label, envs in widths.items():
             start = time.perf_counter()
-            train.evaluate(agent, env, episodes, HORIZON, 0, parallel_episodes=width)
+            train.evaluate(agent, envs, episodes, HORIZON, 0)
             seconds[label].append(time.perf_counter() - start)
     median = {label: statistics.median(values) for label, values in seconds.items()}
     log(f"[{name}/{size}] " + ", ".join(f"{k} {v:.2f}s" for k, v in median.items()))

@@ -497,14 +497,18 @@ def evaluate(
 
     This is the training loop's evaluation of one seed: `parallel_episodes` episodes (default:
     all) run side by side in copies of `env`
-    ([`evaluation_envs`][interpolant_rl.train.evaluation_envs]), one batched act call per chunk
-    for all of them; in episode `e` the key starts as `jax.random.key(seed + e)` and is split
-    before each chunk, the second half acting.
+    ([`evaluation_envs`][interpolant_rl.train.evaluation_envs], made for this call), one
+    batched act call per chunk for all of them; in episode `e` the key starts as
+    `jax.random.key(seed + e)` and is split before each chunk, the second half acting. `env`
+    may also be a list of environments, the slots themselves (e.g. made once with
+    `evaluation_envs` for many evaluations); `parallel_episodes` is then their number.
     """
-    width = min(episodes, parallel_episodes or episodes)
     sharding = seed_sharding(1, jax.devices()[:1])
-    slots = [evaluation_envs(env, width)]
-    return _evaluate(_stack(agent), slots, [0], [seed], episodes, horizon, sharding)[0]
+    if isinstance(env, list | tuple):
+        slots = list(env)
+    else:
+        slots = evaluation_envs(env, min(episodes, parallel_episodes or episodes))
+    return _evaluate(_stack(agent), [slots], [0], [seed], episodes, horizon, sharding)[0]
 
 
 # --------------------------------------------------------------------------------------------
