@@ -45,7 +45,7 @@ class RunConfig:
     """Command-line configuration of one run. Fields left unset take the preset's value."""
 
     agent: str = "qam"
-    """Agent name: one of qam, qam_fql, qam_edit, bam, moma_ql, ofql, fql, fbrac, bc, rebrac, td3bc, ifql, iql, cql, fawac, cgql, cgql_mse, cgql_linex, qsm, diffusion_bc, diffusion_ql, dac, consistency_bc, consistency_ac, dsrl, fedit, rlpd, nc_lql."""
+    """Agent name: one of qam, qam_fql, qam_edit, bam, moma_ql, ofql, fql, fbrac, bc, rebrac, td3bc, ifql, iql, cql, fawac, cgql, cgql_mse, cgql_linex, qsm, diffusion_bc, diffusion_ql, dac, consistency_bc, consistency_ac, dsrl, fedit, rlpd, nc_lql, som."""
     env: str = "cube-single-play-singletask-task1-v0"
     """OGBench singletask dataset name (the environment is derived from it); or a D4RL locomotion dataset name (hopper-medium-v2: gymnasium's Hopper-v5 and the D4RL-format file hopper-medium-v2.hdf5 in --data-dir); or a locomotion environment id (Hopper-v5, HalfCheetah-v5, Walker2d-v5, Ant-v5: online only)."""
     preset: Literal["cpu", "paper"] = "cpu"
@@ -73,11 +73,11 @@ class RunConfig:
     workers: int = 2
     """Processes for dataset generation."""
     offline_steps: int | None = None
-    """Offline gradient steps (cpu: 20000, paper: 1000000; rlpd, nc_lql: 0, they are online only)."""
+    """Offline gradient steps (cpu: 20000, paper: 1000000; rlpd, nc_lql, som: 0, they are online only)."""
     online_steps: int | None = None
-    """Online environment steps after the offline phase (cpu: 0, paper: 500000; rlpd, nc_lql on cpu: 20000)."""
+    """Online environment steps after the offline phase (cpu: 0, paper: 500000; rlpd, nc_lql, som on cpu: 20000)."""
     random_action_steps: int | None = None
-    """First online steps taken uniformly at random, before any online update (rlpd: paper 5000, cpu 1000; nc_lql: paper 30000, cpu 1000; others 0)."""
+    """First online steps taken uniformly at random, before any online update (rlpd: paper 5000, cpu 1000; nc_lql: paper 30000, cpu 1000; som: paper 5000, cpu 1000; others 0)."""
     batch_size: int | None = None
     """Batch size (256 in both presets)."""
     chunk: int | None = None

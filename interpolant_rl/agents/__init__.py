@@ -28,6 +28,7 @@ from . import (
     qsm as qsm,
     rebrac as rebrac,
     rlpd as rlpd,
+    som as som,
 )
 from ._adjoint_matched import AdjointMatchedFlow as AdjointMatchedFlow
 from ._agent import AbstractAgent as AbstractAgent, AbstractPolicy as AbstractPolicy

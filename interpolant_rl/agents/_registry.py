@@ -31,6 +31,7 @@ from . import (
     qsm,
     rebrac,
     rlpd,
+    som,
 )
 from ._agent import AbstractAgent
 from ._config import NetworkConfig
@@ -68,6 +69,7 @@ AGENTS: dict[str, AgentSpec] = {
     "fedit": AgentSpec(fedit.FEditConfig, fedit.create),
     "rlpd": AgentSpec(rlpd.RLPDConfig, rlpd.create),
     "nc_lql": AgentSpec(nc_lql.NCLQLConfig, nc_lql.create),
+    "som": AgentSpec(som.SOMConfig, som.create),
     "qsm": AgentSpec(qsm.QSMConfig, qsm.create),
     "diffusion_bc": AgentSpec(diffusion_ql.diffusion_bc_config, diffusion_ql.create),
     "diffusion_ql": AgentSpec(diffusion_ql.DiffusionQLConfig, diffusion_ql.create),

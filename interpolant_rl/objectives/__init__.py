@@ -28,6 +28,10 @@ from ._adjoint_matching import (
     MemorylessAdjointMatching as MemorylessAdjointMatching,
     QAMReferenceAdjointMatching as QAMReferenceAdjointMatching,
 )
+from ._boltzmann import (
+    boltzmann_velocity as boltzmann_velocity,
+    som_loss as som_loss,
+)
 from ._consistency import (
     consistency_scales as consistency_scales,
     consistency_training_loss as consistency_training_loss,
@@ -49,7 +53,9 @@ from ._latent_prior import latent_prior_loss as latent_prior_loss
 from ._meanflow import (
     meanflow_loss as meanflow_loss,
     meanflow_preset as meanflow_preset,
+    meanflow_regression_loss as meanflow_regression_loss,
     meanflow_target as meanflow_target,
+    meanflow_time_pairs as meanflow_time_pairs,
     MeanFlowPreset as MeanFlowPreset,
 )
 from ._moment_matching import (

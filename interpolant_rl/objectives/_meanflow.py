@@ -171,19 +171,86 @@ def meanflow_loss(
 
     **Returns:** the scalar loss $\mathcal L$.
     """
-    if not 0.0 <= equal_time_fraction <= 1.0:
-        raise ValueError(f"equal_time_fraction must lie in [0, 1], got {equal_time_fraction}")
-    batch = actions.shape[0]
     noise_key, time_key, equal_key = jr.split(key, 3)
     x0 = jr.normal(noise_key, actions.shape, dtype=actions.dtype)
+    t, s, pair_importance = meanflow_time_pairs(
+        time_sampler,
+        time_key,
+        equal_key,
+        actions.shape[0],
+        equal_time_fraction,
+        actions.dtype,
+    )
+    x_t = jax.vmap(interpolant.interpolate)(x0, actions, t)
+    velocity = jax.vmap(interpolant.velocity_target)(x0, actions, t)
+    return meanflow_regression_loss(
+        average_velocity,
+        x_t,
+        velocity,
+        t,
+        s,
+        cond,
+        adaptive_weight_power=adaptive_weight_power,
+        adaptive_weight_eps=adaptive_weight_eps,
+        weights=weights,
+        importance=pair_importance,
+    )
+
+
+def meanflow_time_pairs(
+    time_sampler: AbstractTimeSampler,
+    time_key: PRNGKeyArray,
+    equal_key: PRNGKeyArray,
+    batch: int,
+    equal_time_fraction: float,
+    dtype=None,
+) -> tuple[Float[Array, " batch"], Float[Array, " batch"], Float[Array, " batch"] | None]:
+    r"""MeanFlow's time pairs: two independent draws of `time_sampler` per sample, ordered so
+    that $t \le s$, with $s$ set to $t$ on a random subset of `round(equal_time_fraction *
+    batch)` samples (chosen with `equal_key`).
+
+    **Returns:** `(t, s, importance)`: the times, each `(batch,)`, and the pair's importance
+    weight $w(\tau_1)\,w(\tau_2)$ (the product of the sampler's density ratios; `None` for a
+    sampler without weights).
+    """
+    if not 0.0 <= equal_time_fraction <= 1.0:
+        raise ValueError(f"equal_time_fraction must lie in [0, 1], got {equal_time_fraction}")
     draws = time_sampler(time_key, (2, batch))
     importance = time_sampler.importance_weights(draws)
-    times = draws.astype(actions.dtype)
+    times = draws if dtype is None else draws.astype(dtype)
     t, s = jnp.min(times, axis=0), jnp.max(times, axis=0)
     equal = jr.permutation(equal_key, batch) < round(equal_time_fraction * batch)
     s = jnp.where(equal, t, s)
-    x_t = jax.vmap(interpolant.interpolate)(x0, actions, t)
-    velocity = jax.vmap(interpolant.velocity_target)(x0, actions, t)
+    pair_importance = None if importance is None else importance[0] * importance[1]
+    return t, s, pair_importance
+
+
+def meanflow_regression_loss(
+    average_velocity: AverageVelocityField,
+    x_t: Float[Array, "batch dim"],
+    velocity: Float[Array, "batch dim"],
+    t: Float[Array, " batch"],
+    s: Float[Array, " batch"],
+    cond: Cond,
+    *,
+    adaptive_weight_power: float = 1.0,
+    adaptive_weight_eps: float = 1e-3,
+    weights: Float[Array, " batch"] | None = None,
+    importance: Float[Array, " batch"] | None = None,
+) -> Scalar:
+    r"""The MeanFlow regression at given points, velocities and time pairs:
+
+    $$\mathcal L = \frac1B\sum_i \rho_i\,w_i\,\mathrm{sg}\big((e_i + \epsilon)^{-p}\big)\,e_i,\qquad
+      e_i = \tfrac1d\big\|u_\theta(x_i, t_i, s_i) - \mathrm{sg}\big(v_i + (s_i - t_i)\,du_\theta/dt\big)\big\|^2,$$
+
+    the target from [`meanflow_target`][interpolant_rl.objectives.meanflow_target] with the
+    given velocity $v_i$ at $x_i$ ($\rho_i$ = `importance`, $w_i$ = `weights`, both 1 when
+    `None`). [`meanflow_loss`][interpolant_rl.objectives.meanflow_loss] calls it with the
+    interpolant's points and conditional velocities; SOM
+    ([`som_loss`][interpolant_rl.objectives.som_loss]) with a velocity estimated from a critic.
+
+    **Returns:** the scalar loss $\mathcal L$.
+    """
 
     def one(x, v, t, s, c):
         return meanflow_target(average_velocity, x, v, t, s, c)
@@ -194,5 +261,4 @@ def meanflow_loss(
     weight = jax.lax.stop_gradient(1.0 / (error + adaptive_weight_eps) ** adaptive_weight_power)
     if weights is not None:
         weight = weight * weights
-    pair_importance = None if importance is None else importance[0] * importance[1]
-    return jnp.mean(importance_weighted(weight * error, pair_importance))
+    return jnp.mean(importance_weighted(weight * error, importance))

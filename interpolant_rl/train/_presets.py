@@ -54,6 +54,12 @@ AGENT_PRESETS = {
         "cpu": dict(offline_steps=0, online_steps=20_000, random_action_steps=1000),
         "paper": dict(offline_steps=0, random_action_steps=30_000),
     },
+    # SOM is online only (its target is built from the critic, there is nothing to pretrain):
+    # RLPD's schedule (ours; the paper's warm-up is not known here).
+    "som": {
+        "cpu": dict(offline_steps=0, online_steps=20_000, random_action_steps=1000),
+        "paper": dict(offline_steps=0, random_action_steps=5000),
+    },
 }
 """Agents whose schedule differs from the presets': agent -> preset -> values on top."""
 
