@@ -45,7 +45,7 @@ class RunConfig:
     """Command-line configuration of one run. Fields left unset take the preset's value."""
 
     agent: str = "qam"
-    """Agent name: one of qam, qam_fql, qam_edit, bam, moma_ql, ofql, fql, fbrac, bc, rebrac, td3bc, ifql, iql, cql, fawac, cgql, cgql_mse, cgql_linex, qsm, diffusion_bc, diffusion_ql, dac, consistency_bc, consistency_ac, dsrl, fedit, rlpd, nc_lql, som."""
+    """Agent name: one of qam, qam_fql, qam_edit, bam, moma_ql, ofql, fql, fbrac, bc, rebrac, td3bc, ifql, iql, cql, fawac, cgql, cgql_mse, cgql_linex, qsm, diffusion_bc, diffusion_ql, dac, consistency_bc, consistency_ac, dsrl, fedit, rlpd, nc_lql, som, prior_guidance."""
     env: str = "cube-single-play-singletask-task1-v0"
     """OGBench singletask dataset name (the environment is derived from it); or a D4RL locomotion dataset name (hopper-medium-v2: gymnasium's Hopper-v5 and the D4RL-format file hopper-medium-v2.hdf5 in --data-dir); or a locomotion environment id (Hopper-v5, HalfCheetah-v5, Walker2d-v5, Ant-v5: online only)."""
     preset: Literal["cpu", "paper"] = "cpu"
