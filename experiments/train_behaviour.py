@@ -41,6 +41,15 @@ def main(argv=None) -> int:
     parser.add_argument("--datasets", nargs="*", default=[], choices=DATASETS)
     parser.add_argument("--dataset-steps", type=int, default=1_000_000)
     parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument(
+        "--time-limit",
+        type=float,
+        default=None,
+        help="stop after this many seconds of training (continue later with --resume)",
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help="continue the SAC run in --out-dir (same options)"
+    )
     args = parser.parse_args(argv)
     try:
         network = agents.NetworkConfig(args.width, args.depth)
@@ -65,7 +74,15 @@ def main(argv=None) -> int:
                 seed=args.seed,
                 config=config,
                 progress=lambda steps, info: bar.update(steps),
+                resume=args.resume,
+                time_limit_s=args.time_limit,
             )
+        if index is None:
+            print(
+                f"{args.env}: stopped by --time-limit before step {args.online_steps}; "
+                "continue with the same options and --resume"
+            )
+            return 0
         scores = ", ".join(f"{s.step}: {s.normalized_score:.1f}" for s in index.snapshots)
         print(f"{args.env}: normalised score by step {{{scores}}}")
         print(f"medium = step {index.medium_step}, expert = step {index.expert_step}")

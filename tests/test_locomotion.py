@@ -2,6 +2,7 @@
 (a gymnasium id), evaluated with D4RL's normalised score."""
 
 import json
+import time
 
 import gymnasium
 import numpy as np
@@ -138,6 +139,30 @@ def test_behaviour_policies_build_every_d4rl_style_dataset(tmp_path, capsys):
     assert [s.step for s in index.snapshots] == [0, 20, 40, 60]
     assert (index.medium_step, index.expert_step) == (20, 60)
     assert data.read_behaviour_index(tmp_path / "policies", "hopper") == index
+    # in parts: a time limit stops at the first episode end after it (no index yet), --resume
+    # continues the same SAC run and keeps the snapshots of both parts
+    parts = dict(
+        online_steps=60,
+        evaluation_interval=20,
+        evaluation_episodes=1,
+        random_action_steps=20,
+        medium_score=-100.0,
+        config=config,
+    )
+    stopped = train.train_behaviour_policy(
+        "hopper",
+        tmp_path / "parts",
+        time_limit_s=0.05,
+        progress=lambda *_: time.sleep(0.06),
+        **parts,
+    )
+    assert stopped is None and not (tmp_path / "parts" / "hopper-behaviour.json").exists()
+    resumed = train.train_behaviour_policy("hopper", tmp_path / "parts", resume=True, **parts)
+    scores = {s.step: s.normalized_score for s in resumed.snapshots}
+    assert {s.step: s.normalized_score for s in index.snapshots}.items() <= scores.items()
+    assert len(scores) == 5 and resumed.expert_step == 60  # plus the snapshot at the stop
+    with pytest.raises(ValueError, match="no checkpoint"):
+        train.train_behaviour_policy("hopper", tmp_path / "none", resume=True, **parts)
     sizes = {}
     for dataset in ("random", "medium", "expert", "medium-replay", "medium-expert", "full-replay"):
         name = f"hopper-{dataset}-v2"

@@ -38,6 +38,8 @@ from ..data._locomotion_datasets import (
     save_behaviour_snapshot,
     write_behaviour_index,
 )
+from ._checkpoint import read_checkpoint_header
+from ._logging import read_rows
 from ._loop import evaluate, train, TrainConfig
 
 
@@ -65,7 +67,9 @@ def train_behaviour_policy(
     config: RLPDConfig = SAC_CONFIG,
     run_dir: str | Path | None = None,
     progress: Callable[[int, dict], None] | None = None,
-) -> BehaviourIndex:
+    resume: bool = False,
+    time_limit_s: float | None = None,
+) -> BehaviourIndex | None:
     """Train SAC on the locomotion environment `env` (`"hopper"`, ... or an id such as
     `"Hopper-v5"`) for `online_steps` steps and keep its policy in `out_dir`: a snapshot before
     training (step 0, the `random` level) and at every evaluation (`evaluation_interval`
@@ -74,8 +78,14 @@ def train_behaviour_policy(
     `medium_score` (default `MEDIUM_SCORES[env]`) — and the `expert` one, the last.
 
     The SAC run itself (logs, checkpoint) goes to `run_dir` (default `out_dir/sac-{env}`).
+    Training to expert takes hours on a CPU, so it can be done in parts: `time_limit_s` stops
+    it at the first episode end after that many seconds (checkpointed, evaluated, snapshot kept)
+    and returns `None` without writing the index; `resume=True` continues from `run_dir`'s
+    checkpoint with the same arguments, picking up the snapshots already kept (their scores
+    from the run's `eval.jsonl`), and writes the index once `online_steps` are done.
 
-    **Returns:** the [`BehaviourIndex`][interpolant_rl.data.BehaviourIndex]."""
+    **Returns:** the [`BehaviourIndex`][interpolant_rl.data.BehaviourIndex], or `None` when
+    `time_limit_s` ended the run first."""
     parts = parse_locomotion_name(env) or parse_locomotion_name(f"{env}-random-v2")
     if parts is None:
         raise ValueError(
@@ -98,6 +108,18 @@ def train_behaviour_policy(
         )
     ]
 
+    if resume and not (run_dir / "checkpoint.eqx").exists():
+        raise ValueError(f"--resume: no checkpoint in {run_dir}")
+    if resume:  # the snapshots kept before the interruption, scored by their evaluations
+        until = read_checkpoint_header(run_dir / "checkpoint.eqx")["step"]
+        for row in read_rows(run_dir / "eval.jsonl", until=until):
+            file = f"{name}-step{row['step']}.eqx"
+            if not (out_dir / file).exists():
+                raise ValueError(
+                    f"--resume: {out_dir / file} (kept at step {row['step']}) is missing"
+                )
+            snapshots.append(BehaviourSnapshot(row["step"], file, row["normalized_score"]))
+
     def keep(agent, row):
         file = save_behaviour_snapshot(out_dir, name, row["step"], agent.acting_policy().network)
         snapshots.append(BehaviourSnapshot(row["step"], file, row["normalized_score"]))
@@ -111,6 +133,7 @@ def train_behaviour_policy(
         eval_episodes=evaluation_episodes,
         checkpoint_interval=evaluation_interval,
         seed=seed,
+        time_limit_s=time_limit_s,
     )
     initial = evaluate(agent, make_locomotion_env(parts["env_id"]), evaluation_episodes, 1, seed)
     snapshots[0] = dataclasses.replace(
@@ -129,7 +152,10 @@ def train_behaviour_policy(
             normalized_score=d4rl_normalized_score(parts["env_id"], row["episode_return"])
         ),
         on_evaluation=keep,
+        resume=resume,
     )
+    if max(s.step for s in snapshots) < online_steps:  # the time limit came first
+        return None
     snapshots = sorted({s.step: s for s in snapshots}.values(), key=lambda s: s.step)
     medium = next(
         (s.step for s in snapshots if s.step > 0 and s.normalized_score >= medium_score), None
@@ -145,7 +171,7 @@ def train_behaviour_policy(
             json.dumps(
                 dict(
                     sac=dataclasses.asdict(config),
-                    schedule=dataclasses.asdict(schedule),
+                    schedule=dataclasses.asdict(dataclasses.replace(schedule, time_limit_s=None)),
                     medium_score=medium_score,
                 ),
                 default=str,
