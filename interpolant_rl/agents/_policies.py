@@ -105,6 +105,19 @@ class SoftmaxOfN(BestOfN):
         return jnp.take_along_axis(candidates, chosen[:, None, None], axis=1)[:, 0]
 
 
+def select_among_samples(
+    proposal: AbstractPolicy, values: Callable, selection: str, num_samples: int
+) -> AbstractPolicy:
+    """The acting rule `selection` over a sampling policy: `"sample"` the proposal itself,
+    `"max"` [`BestOfN`][interpolant_rl.agents.BestOfN], `"softmax"`
+    [`SoftmaxOfN`][interpolant_rl.agents.SoftmaxOfN] (Diffusion-QL's and Consistency-AC's
+    choices)."""
+    if selection == "sample":
+        return proposal
+    chooser = BestOfN if selection == "max" else SoftmaxOfN
+    return chooser(proposal, values, num_samples)
+
+
 class DeterministicActor(eqx.Module):
     """$\\pi(s) = \\tanh(\\mathrm{MLP}(s))$, one state at a time."""
 

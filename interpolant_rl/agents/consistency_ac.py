@@ -77,7 +77,7 @@ from ._agent import AbstractAgent, AbstractPolicy
 from ._config import build_network, check_positive, NetworkConfig
 from ._critic import AbstractCritic, CriticConfig, LearnedCritic, no_critic
 from ._optim import adam, check_optimiser, ClipMode, Trained
-from ._policies import BestOfN, SoftmaxOfN
+from ._policies import select_among_samples
 
 
 Selection = Literal["max", "softmax", "sample"]
@@ -261,12 +261,12 @@ class ConsistencyAC(AbstractAgent):
         return agent, metrics
 
     def acting_policy(self) -> AbstractPolicy:
-        sampler = self._sampler(self.actor.model)
-        selection = self.config.action_selection
-        if selection == "sample":
-            return sampler
-        chooser = BestOfN if selection == "max" else SoftmaxOfN
-        return chooser(sampler, self.critic.value_function(), self.config.num_candidates)
+        return select_among_samples(
+            self._sampler(self.actor.model),
+            self.critic.value_function(),
+            self.config.action_selection,
+            self.config.num_candidates,
+        )
 
 
 def create(

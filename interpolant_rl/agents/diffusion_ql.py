@@ -56,7 +56,7 @@ from ._config import check_positive, NetworkConfig
 from ._critic import AbstractCritic, CriticConfig, LearnedCritic, no_critic
 from ._diffusion import DDPMPolicy, diffusion_policy, DiffusionPolicy
 from ._optim import check_optimiser, ClipMode
-from ._policies import BestOfN, SoftmaxOfN
+from ._policies import select_among_samples
 
 
 Selection = Literal["max", "softmax", "sample"]
@@ -145,12 +145,12 @@ class DiffusionQL(AbstractAgent):
         return dataclasses.replace(self, diffusion=diffusion, target_network=target), metrics
 
     def acting_policy(self) -> AbstractPolicy:
-        sampler = self.diffusion.acting_policy()
-        selection = self.config.action_selection
-        if selection == "sample":
-            return sampler
-        chooser = BestOfN if selection == "max" else SoftmaxOfN
-        return chooser(sampler, self.critic.value_function(), self.config.num_candidates)
+        return select_among_samples(
+            self.diffusion.acting_policy(),
+            self.critic.value_function(),
+            self.config.action_selection,
+            self.config.num_candidates,
+        )
 
 
 def create(
