@@ -104,6 +104,16 @@ class RunConfig:
     """Evaluation episodes run side by side per seed, one batched act call per chunk for all of them, each in its own copy of the environment (default: all of them)."""
     tensorboard: bool = False
     """Also write the metrics as TensorBoard scalars to OUT_DIR/tensorboard (pip install "interpolant_rl[tensorboard]")."""
+    wandb: bool = False
+    """Also log the metrics to Weights & Biases (pip install "interpolant_rl[wandb]"); with --num-seeds N, one W&B run per seed, grouped."""
+    wandb_project: str = "interpolant_rl"
+    """W&B project."""
+    wandb_group: str | None = None
+    """W&B group (default: the run directory's name)."""
+    wandb_name: str | None = None
+    """W&B run name (default: the run directory's name; seed k of several: NAME-seed{k})."""
+    wandb_mode: Literal["online", "offline"] = "online"
+    """'offline' keeps the W&B run in OUT_DIR/wandb without a network (upload later with `wandb sync`)."""
     updates_per_call: int = 100
     """Updates per jitted call in the offline phase."""
     time_limit: float | None = None
@@ -167,6 +177,8 @@ def resolve(config: RunConfig) -> RunConfig:
                 f"--online-steps N, e.g. --agent rlpd), or name a D4RL dataset "
                 f"({locomotion['env']}-medium-v2)"
             )
+    if config.wandb and importlib.util.find_spec("wandb") is None:
+        raise ValueError('--wandb needs wandb: pip install "interpolant_rl[wandb]"')
     if config.tensorboard and importlib.util.find_spec("tensorboardX") is None:
         raise ValueError(
             '--tensorboard needs tensorboardX: pip install "interpolant_rl[tensorboard]"'
@@ -206,6 +218,14 @@ def train_config(config: RunConfig) -> train.TrainConfig:
             checkpoint_interval=config.eval_interval,
             seed=config.seed,
             tensorboard=config.tensorboard,
+            wandb=train.WandbConfig(
+                project=config.wandb_project,
+                group=config.wandb_group,
+                name=config.wandb_name or Path(config.out_dir or ".").resolve().name,
+                mode=config.wandb_mode,
+            )
+            if config.wandb
+            else None,
             time_limit_s=config.time_limit,
         )
     except ValueError as error:
@@ -228,6 +248,11 @@ RESUMABLE = (
     "eval_episodes",
     "parallel_episodes",
     "tensorboard",
+    "wandb",
+    "wandb_project",
+    "wandb_group",
+    "wandb_name",
+    "wandb_mode",
     "updates_per_call",
     "time_limit",
     "workers",

@@ -158,3 +158,18 @@ def test_a_rejected_agent_value_exits_with_2(capsys):
         run.parse(["--agent", "fql", "--fql.alpha", "-3"])
     assert exit_info.value.code == 2
     assert "alpha must be" in capsys.readouterr().err
+
+
+def test_wandb_flags_reach_the_schedule(tmp_path):
+    config = run.resolve(
+        run.RunConfig(wandb=True, wandb_mode="offline", wandb_group="g", out_dir=tmp_path / "x")
+    )
+    wandb = run.train_config(config).wandb
+    assert (wandb.name, wandb.group, wandb.mode, wandb.project) == (
+        "x",
+        "g",
+        "offline",
+        "interpolant_rl",
+    )
+    assert run.train_config(run.resolve(run.RunConfig(out_dir=tmp_path / "y"))).wandb is None
+    assert {"wandb", "wandb_mode", "wandb_name"} <= set(run.RESUMABLE)

@@ -264,3 +264,36 @@ def test_seeds_shard_over_four_virtual_devices(tmp_path):
     for a, b in zip(four["evals"], one["evals"], strict=True):
         assert a[0]["success"] == b[0]["success"]
         assert a[0]["episode_return"] == pytest.approx(b[0]["episode_return"], rel=RTOL)
+
+
+def test_each_seed_gets_its_own_wandb_run_in_one_group(stacked, tmp_path, monkeypatch):
+    import types
+
+    runs = []
+
+    class FakeRun:
+        def __init__(self, **settings):
+            self.settings, self.rows, self.finished = settings, [], False
+            runs.append(self)
+
+        def define_metric(self, *args, **kwargs):
+            self.metric = (args, kwargs)
+
+        def log(self, row):
+            self.rows.append(row)
+
+        def finish(self):
+            self.finished = True
+
+    monkeypatch.setitem(sys.modules, "wandb", types.SimpleNamespace(init=FakeRun))
+    config = dataclasses.replace(
+        CONFIG, offline_steps=10, online_steps=0, eval_interval=10, wandb=train.WandbConfig()
+    )
+    envs = [DensePointMass(), DensePointMass()]
+    train.train_seeds(stacked, DATA, envs, config, tmp_path / "run", header=dict(agent="fql"))
+    assert [r.settings["name"] for r in runs] == [f"run-seed{seed}" for seed in SEEDS]
+    assert {r.settings["group"] for r in runs} == {"run"}
+    assert [r.settings["config"]["seed"] for r in runs] == SEEDS
+    assert all(r.finished and r.metric == (("*",), {"step_metric": "step"}) for r in runs)
+    assert [row["step"] for row in runs[0].rows] == [10, 10]  # its train row, then its eval row
+    assert "train/critic_loss" in runs[0].rows[0] and "eval/success" in runs[0].rows[1]

@@ -17,7 +17,11 @@ from ._checkpoint import (
     read_checkpoint_header as read_checkpoint_header,
     save_checkpoint as save_checkpoint,
 )
-from ._logging import MetricsLogger as MetricsLogger, read_rows as read_rows
+from ._logging import (
+    MetricsLogger as MetricsLogger,
+    read_rows as read_rows,
+    WandbConfig as WandbConfig,
+)
 from ._loop import (
     evaluate as evaluate,
     evaluation_env as evaluation_env,

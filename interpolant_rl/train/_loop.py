@@ -82,7 +82,7 @@ from ._checkpoint import (
     read_checkpoint_header,
     save_checkpoint,
 )
-from ._logging import MetricsLogger, read_rows
+from ._logging import MetricsLogger, read_rows, WandbConfig
 from ._sharding import constrain, get, get_tree, put, put_tree, seed_sharding
 
 
@@ -115,6 +115,9 @@ class TrainConfig:
     tensorboard: bool = (
         False  # also log to {run_dir}/tensorboard (extra: interpolant_rl[tensorboard])
     )
+    # also log to Weights & Biases (extra: interpolant_rl[wandb]); N seeds: one W&B run each,
+    # named "{name}-seed{k}", grouped under `group` (default: the name)
+    wandb: WandbConfig | None = None
 
     def __post_init__(self):
         for name in ("offline_steps", "online_steps", "random_action_steps"):
@@ -675,8 +678,20 @@ def train_seeds(
     if jax.process_index() == 0:
         for s, directory in enumerate(log_dirs):
             resume_step = steps[s] if resume else None
+            wandb = config.wandb
+            if wandb is not None and num > 1:  # one W&B run per seed, grouped
+                name = wandb.name or run_dir.name
+                wandb = dataclasses.replace(
+                    wandb, name=f"{name}-seed{seeds[s]}", group=wandb.group or name
+                )
             loggers.append(
-                MetricsLogger(directory, resume_step=resume_step, tensorboard=config.tensorboard)
+                MetricsLogger(
+                    directory,
+                    resume_step=resume_step,
+                    tensorboard=config.tensorboard,
+                    wandb=wandb,
+                    config=dict(header or {}, seed=seeds[s]) if wandb is not None else None,
+                )
             )
     # the schedule with the data's chunking (the critic's), as the checkpoint's record of the run
     schedule = dict(dataclasses.asdict(config), horizon=horizon, discount=discount)
