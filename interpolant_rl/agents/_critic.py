@@ -85,6 +85,17 @@ def _ensemble(obs_dim: int, action_dim: int, config: CriticConfig, key: PRNGKeyA
     return Trained.create(ensemble, adam(config.learning_rate, config.grad_clip, config.clip_mode))
 
 
+def ensemble_td_targets(target, batch: Batch, next_actions, config: CriticConfig):
+    r"""The TD targets $r + \gamma^h m\,\mathrm{pess}_\rho(Q_{\bar\phi}(s', a'))$ of a batch from the
+    target ensemble's values at the next actions (the chunk's discounting by `config`)."""
+    next_values = target.batch_values(batch.next_observations, next_actions)
+    return jax.vmap(
+        lambda r, m, q: td_target(
+            r, m, q, discount=config.discount, horizon=config.horizon, rho=config.rho
+        )
+    )(batch.rewards, batch.masks, next_values)
+
+
 def td_fit(
     online: Trained,
     target: CriticEnsemble | NoiseConditionedEnsemble,
@@ -245,12 +256,7 @@ class LearnedCritic(AbstractEnsembleCritic):
         """The TD step above; `penalty(ensemble) -> (loss, metrics)` is added to its loss
         (see [`td_fit`][interpolant_rl.agents.td_fit])."""
         config = self.config
-        next_values = self.target.batch_values(batch.next_observations, next_actions)
-        targets = jax.vmap(
-            lambda r, m, q: td_target(
-                r, m, q, discount=config.discount, horizon=config.horizon, rho=config.rho
-            )
-        )(batch.rewards, batch.masks, next_values)
+        targets = ensemble_td_targets(self.target, batch, next_actions, config)
         online, target, metrics = td_fit(
             self.online, self.target, batch, targets, config.target_rate, penalty
         )

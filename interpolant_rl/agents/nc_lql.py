@@ -43,11 +43,11 @@ import jax.random as jr
 from jaxtyping import PRNGKeyArray
 
 from .._langevin import annealed_langevin_sample, LangevinSchedule
-from ..nn import NoiseConditionedEnsemble, td_target
+from ..nn import NoiseConditionedEnsemble
 from ..objectives import noise_level_loss
 from ._agent import AbstractAgent, AbstractPolicy
 from ._config import check_positive
-from ._critic import AbstractCritic, CriticConfig, td_fit
+from ._critic import AbstractCritic, CriticConfig, ensemble_td_targets, td_fit
 from ._optim import adam, Trained
 from ._policies import BestOfN
 
@@ -129,12 +129,7 @@ class NoiseConditionedQ(AbstractCritic):
 
     def step(self, batch, next_actions):
         config = self.config
-        next_values = self.target.batch_values(batch.next_observations, next_actions)
-        targets = jax.vmap(
-            lambda r, m, q: td_target(
-                r, m, q, discount=config.discount, horizon=config.horizon, rho=config.rho
-            )
-        )(batch.rewards, batch.masks, next_values)
+        targets = ensemble_td_targets(self.target, batch, next_actions, config)
         online, target, metrics = td_fit(
             self.online, self.target, batch, targets, config.target_rate
         )
