@@ -100,6 +100,8 @@ class RunConfig:
     """Steps between evaluations (cpu: 5000, paper: 50000)."""
     eval_episodes: int | None = None
     """Episodes per evaluation (cpu: 10, paper: 50)."""
+    video_episodes: int = 0
+    """Record this many evaluation episodes per seed and evaluation as MP4 in OUT_DIR/videos (pip install "interpolant_rl[video]"), also logged to W&B with --wandb; rendered headless through MuJoCo's EGL backend."""
     parallel_episodes: int | None = None
     """Evaluation episodes run side by side per seed, one batched act call per chunk for all of them, each in its own copy of the environment (default: all of them)."""
     tensorboard: bool = False
@@ -177,6 +179,8 @@ def resolve(config: RunConfig) -> RunConfig:
                 f"--online-steps N, e.g. --agent rlpd), or name a D4RL dataset "
                 f"({locomotion['env']}-medium-v2)"
             )
+    if config.video_episodes and importlib.util.find_spec("av") is None:
+        raise ValueError('--video-episodes needs PyAV: pip install "interpolant_rl[video]"')
     if config.wandb and importlib.util.find_spec("wandb") is None:
         raise ValueError('--wandb needs wandb: pip install "interpolant_rl[wandb]"')
     if config.tensorboard and importlib.util.find_spec("tensorboardX") is None:
@@ -215,6 +219,7 @@ def train_config(config: RunConfig) -> train.TrainConfig:
             eval_interval=config.eval_interval,
             eval_episodes=config.eval_episodes,
             parallel_episodes=config.parallel_episodes,
+            video_episodes=config.video_episodes,
             checkpoint_interval=config.eval_interval,
             seed=config.seed,
             tensorboard=config.tensorboard,
@@ -247,6 +252,7 @@ RESUMABLE = (
     "eval_interval",
     "eval_episodes",
     "parallel_episodes",
+    "video_episodes",
     "tensorboard",
     "wandb",
     "wandb_project",

@@ -85,9 +85,19 @@ def test_an_online_only_run_of_two_seeds_on_a_gymnasium_id(tmp_path):
         random_action_steps=20,
         eval_interval=20,
         num_seeds=2,
+        video_episodes=1,
         **TINY,
     )
     assert run.main(config) == 0
+    # one recorded evaluation episode per seed and evaluation, rendered headless (EGL)
+    from interpolant_rl.train._video import read_mp4
+
+    for seed in (0, 1):
+        videos = sorted((tmp_path / "run" / f"seed{seed}" / "videos").glob("*.mp4"))
+        assert [v.name for v in videos] == ["step20-episode0.mp4", "step40-episode0.mp4"]
+        frames = read_mp4(videos[0])
+        assert frames.ndim == 4 and frames.shape[-1] == 3 and len(frames) >= 2
+        assert frames.std() > 0  # a picture, not a blank
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert len(summary["final"]["normalized_score"]) == 2
     assert "normalized_score_mean" in summary["final"]

@@ -49,6 +49,12 @@ class _TensorBoardSink:
                 self.writer.add_scalar(f"{stream}/{name}", value, global_step=row["step"])
         self.writer.flush()
 
+    def video(self, stream: str, step: int, name: str, path: Path) -> None:
+        # tensorboardX encodes videos with moviepy, not a dependency: TensorBoard gets the MP4's
+        # path as text at its step, the file stays in the run directory
+        self.writer.add_text(f"{stream}/{name}", str(path), global_step=step)
+        self.writer.flush()
+
     def close(self) -> None:
         self.writer.close()
 
@@ -85,6 +91,10 @@ class _WandbSink:
         self.run.log(
             {**{k: v for k, v in metrics.items() if not isinstance(v, str)}, "step": row["step"]}
         )
+
+    def video(self, stream: str, step: int, name: str, path: Path) -> None:
+        wandb = _wandb_module()
+        self.run.log({f"{stream}/{name}": wandb.Video(str(path), format="mp4"), "step": step})
 
     def close(self) -> None:
         self.run.finish()
@@ -166,6 +176,12 @@ class MetricsLogger:
                     csv.writer(file).writerow(self._columns[stream])
         with open(csv_path, "a", newline="") as file:
             csv.writer(file).writerow([_cell(row.get(c)) for c in self._columns[stream]])
+
+    def video(self, stream: str, step: int, name: str, path: str | Path) -> None:
+        """Hand an MP4 already written (an evaluation video) to the sinks that take videos
+        (W&B: `{stream}/{name}` at `step`)."""
+        for sink in self._sinks:
+            sink.video(stream, step, name, Path(path))
 
     def close(self) -> None:
         """Close the sinks (TensorBoard, W&B), if any; the CSV/JSONL files are closed after each

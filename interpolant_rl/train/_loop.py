@@ -84,6 +84,7 @@ from ._checkpoint import (
 )
 from ._logging import MetricsLogger, read_rows, WandbConfig
 from ._sharding import constrain, get, get_tree, put, put_tree, seed_sharding
+from ._video import check_video_support, write_mp4
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -108,6 +109,9 @@ class TrainConfig:
     parallel_episodes: int | None = None
     checkpoint_interval: int = 50_000  # steps between checkpoints
     seed: int = 0  # every random draw derives from it (seed s of N: seed + s)
+    # record this many evaluation episodes per seed and evaluation as MP4 ({run_dir}/videos,
+    # extra: interpolant_rl[video]); the evaluation environments must render RGB frames
+    video_episodes: int = 0
     # stop at the first call boundary (online: with every seed between episodes) after this
     # many seconds of training, then evaluate and checkpoint as at the end (None: no limit); a
     # cluster job's wall-time limit, or a benchmark's budget. `resume` continues the run.
@@ -135,6 +139,11 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 <= self.online_fraction <= 1.0:
             raise ValueError(f"online_fraction must lie in [0, 1], got {self.online_fraction}")
+        if self.video_episodes < 0 or self.video_episodes > self.eval_episodes:
+            raise ValueError(
+                f"video_episodes must lie in [0, eval_episodes = {self.eval_episodes}], "
+                f"got {self.video_episodes}"
+            )
         if self.parallel_episodes is not None and self.parallel_episodes < 1:
             raise ValueError(
                 f"parallel_episodes must be >= 1 or None, got {self.parallel_episodes}"
@@ -397,15 +406,18 @@ def _add_chunks(buffers, rows, counts, sharding):
 # Evaluation
 
 
-def evaluation_env(env):
+def evaluation_env(env, render: bool = False):
     """A second environment configured like `env`, for evaluation: evaluating in the training
     environment would reset it in the middle of an online episode, which then continued from
     the evaluation's last state. Registered environments (OGBench's) are re-made from their
-    spec (the same id, keyword arguments and wrappers); others are deep-copied. `None` for
-    `None`."""
+    spec (the same id, keyword arguments and wrappers; with `render`, in `rgb_array` render
+    mode where the environment declares it — OGBench's render frames in any mode); others are
+    deep-copied. `None` for `None`."""
     if env is None:
         return None
     if getattr(env, "spec", None) is not None:
+        if render and "rgb_array" in env.metadata.get("render_modes", []):
+            return gymnasium.make(env.spec, render_mode="rgb_array")
         return gymnasium.make(env.spec)
     return copy.deepcopy(env)
 
@@ -427,8 +439,18 @@ def _evaluation_chunks(policies, observations, key_data, sharding):
     return get(chunks), get(key_data)
 
 
+def _frame(env) -> np.ndarray:
+    frame = env.render()
+    if not (isinstance(frame, np.ndarray) and frame.ndim == 3 and frame.shape[-1] == 3):
+        raise ValueError(
+            "video_episodes: the evaluation environment does not render RGB frames "
+            "(make it with render_mode='rgb_array')"
+        )
+    return frame
+
+
 def _evaluate(
-    agents, env_slots, which, first_seeds, episodes, horizon, sharding
+    agents, env_slots, which, first_seeds, episodes, horizon, sharding, videos=None, record=0
 ) -> dict[int, dict[str, float]]:
     """The evaluation of the seeds with indices `which`: seed `s` runs `episodes` episodes,
     seeded `first_seeds[s]`, `first_seeds[s] + 1`, ..., in its environments `env_slots[s]`
@@ -437,7 +459,9 @@ def _evaluate(
     Episode `e` acts with its own key (`jax.random.key(first_seeds[s] + e)`, split before
     each chunk), so the results do not depend on the number of slots (up to float rounding
     of the batched products). Returns each seed's mean `success` (the last step's
-    `info["success"]`) and `episode_return`."""
+    `info["success"]`) and `episode_return`. With `record > 0`, the frames of each seed's
+    episodes `0 .. record - 1` (after the reset and after every step) are put in `videos` as
+    `videos[s, e]`."""
     num, width = len(env_slots), len(env_slots[0])
     key_data = np.zeros((num, width, *np.shape(jr.key_data(jr.key(0)))), np.uint32)
     observations = None
@@ -459,6 +483,8 @@ def _evaluate(
         observations[s, j] = ob
         key_data[s, j] = np.asarray(jr.key_data(jr.key(seed)))
         total[s, j] = 0.0
+        if episode < record:
+            videos[s, episode] = [_frame(env_slots[s][j])]
         return True
 
     running = [(s, j) for s in which for j in range(width) if start(s, j)]
@@ -468,8 +494,11 @@ def _evaluate(
         for s, j in list(running):
             key_data[s, j] = new_key_data[s, j]
             env, done = env_slots[s][j], False
+            recording = slot_episode[s, j] < record
             for action in chunks[s, j].reshape(horizon, -1):
                 ob, reward, terminated, truncated, info = env.step(action)
+                if recording:
+                    videos[s, slot_episode[s, j]].append(_frame(env))
                 total[s, j] += float(reward)
                 done = terminated or truncated
                 if done:
@@ -493,6 +522,8 @@ def evaluate(
     horizon: int,
     seed: int,
     parallel_episodes: int | None = None,
+    video_episodes: int = 0,
+    video_dir: str | Path | None = None,
 ) -> dict[str, float]:
     """Run `episodes` episodes of `agent` in `env` (seeded `seed`, `seed + 1`, ...), executing
     each action chunk open-loop; returns the mean `success` (the last step's
@@ -504,14 +535,30 @@ def evaluate(
     batched act call per chunk for all of them; in episode `e` the key starts as
     `jax.random.key(seed + e)` and is split before each chunk, the second half acting. `env`
     may also be a list of environments, the slots themselves (e.g. made once with
-    `evaluation_envs` for many evaluations); `parallel_episodes` is then their number.
+    `evaluation_envs` for many evaluations); `parallel_episodes` is then their number. With
+    `video_episodes = n`, episodes `0 .. n - 1` are recorded to `video_dir/episode{e}.mp4`
+    (the environments must render RGB frames; `pip install "interpolant_rl[video]"`).
     """
+    if video_episodes and video_dir is None:
+        raise ValueError("evaluate: video_episodes needs a video_dir")
+    if video_episodes:
+        check_video_support()
     sharding = seed_sharding(1, jax.devices()[:1])
     if isinstance(env, list | tuple):
         slots = list(env)
     else:
         slots = evaluation_envs(env, min(episodes, parallel_episodes or episodes))
-    return _evaluate(_stack(agent), [slots], [0], [seed], episodes, horizon, sharding)[0]
+    videos = {}
+    result = _evaluate(
+        _stack(agent), [slots], [0], [seed], episodes, horizon, sharding, videos, video_episodes
+    )[0]
+    for (_, episode), frames in sorted(videos.items()):
+        write_mp4(Path(video_dir) / f"episode{episode}.mp4", np.stack(frames), _fps(slots[0]))
+    return result
+
+
+def _fps(env) -> float:
+    return float(env.metadata.get("render_fps") or 30)
 
 
 # --------------------------------------------------------------------------------------------
@@ -634,8 +681,10 @@ def train_seeds(
             raise ValueError(f"train_seeds: {num} seeds need {num} environments, got {len(envs)}")
     elif config.online_steps > 0:
         raise ValueError("train_seeds: online_steps > 0 needs environments (envs=None)")
+    if config.video_episodes:
+        check_video_support()  # before any work
     if eval_envs is None and envs is not None:
-        eval_envs = [evaluation_env(env) for env in envs]
+        eval_envs = [evaluation_env(env, render=config.video_episodes > 0) for env in envs]
     if eval_envs is not None:  # each seed's episodes side by side, in copies of its environment
         width = min(config.eval_episodes, config.parallel_episodes or config.eval_episodes)
         eval_envs = [evaluation_envs(env, width) for env in eval_envs]
@@ -724,6 +773,7 @@ def train_seeds(
         if not which:
             return
         start = time.perf_counter()
+        videos = {}
         results = _evaluate(
             agents,
             eval_envs,
@@ -732,8 +782,15 @@ def train_seeds(
             config.eval_episodes,
             horizon,
             sharding,
+            videos,
+            config.video_episodes,
         )
         elapsed = time.perf_counter() - start
+        for (s, episode), frames in sorted(videos.items()):
+            if loggers:
+                path = log_dirs[s] / "videos" / f"step{steps[s]}-episode{episode}.mp4"
+                write_mp4(path, np.stack(frames), _fps(eval_envs[s][0]))
+                loggers[s].video("eval", steps[s], f"video{episode}", path)
         rows = {}
         for s in which:
             derived = {} if eval_metrics is None else eval_metrics(results[s])
