@@ -71,9 +71,16 @@ class CriticConfig:
         NetworkConfig(self.width, self.depth)
 
 
-def _ensemble(obs_dim: int, action_dim: int, config: CriticConfig, key: PRNGKeyArray):
-    """A fresh `config`-sized ensemble and its optimiser state."""
-    ensemble = CriticEnsemble(
+def trained_ensemble(
+    obs_dim: int,
+    action_dim: int,
+    config: CriticConfig,
+    key: PRNGKeyArray,
+    network: type = CriticEnsemble,
+):
+    """A fresh `config`-sized ensemble (a `network`: `CriticEnsemble`, or NC-LQL's
+    `NoiseConditionedEnsemble`, which is built alike) and its optimiser state."""
+    ensemble = network(
         action_dim,
         obs_dim,
         config.width,
@@ -249,7 +256,7 @@ class LearnedCritic(AbstractEnsembleCritic):
 
     @classmethod
     def create(cls, obs_dim: int, action_dim: int, config: CriticConfig, key: PRNGKeyArray):
-        online = _ensemble(obs_dim, action_dim, config, key)
+        online = trained_ensemble(obs_dim, action_dim, config, key)
         return cls(online, online.model, config)
 
     def step(self, batch, next_actions, penalty=None):
@@ -337,7 +344,7 @@ class ExpectileCritic(AbstractEnsembleCritic):
     ) -> "ExpectileCritic":
         """A fresh critic: a `config`-sized ensemble and a `value`-sized $V$."""
         q_key, v_key = jr.split(key)
-        online = _ensemble(obs_dim, action_dim, config, q_key)
+        online = trained_ensemble(obs_dim, action_dim, config, q_key)
         state_value = Trained.create(StateValue(obs_dim, value, key=v_key), online.optimiser)
         return cls(online, online.model, state_value, config, expectile)
 

@@ -47,8 +47,14 @@ from ..nn import NoiseConditionedEnsemble
 from ..objectives import noise_level_loss
 from ._agent import AbstractAgent, AbstractPolicy
 from ._config import check_positive
-from ._critic import AbstractCritic, CriticConfig, ensemble_td_targets, td_fit
-from ._optim import adam, Trained
+from ._critic import (
+    AbstractCritic,
+    CriticConfig,
+    ensemble_td_targets,
+    td_fit,
+    trained_ensemble,
+)
+from ._optim import Trained
 from ._policies import BestOfN
 
 
@@ -240,17 +246,7 @@ def create(
     obs_dim: int, action_dim: int, key: PRNGKeyArray, config: NCLQLConfig = NCLQLConfig()
 ) -> NCLQL:
     """A fresh NC-LQL agent."""
-    critic = config.critic
-    ensemble = NoiseConditionedEnsemble(
-        action_dim,
-        obs_dim,
-        critic.width,
-        critic.depth,
-        num_critics=critic.num_critics,
-        layer_norm=critic.layer_norm,
-        key=key,
+    online = trained_ensemble(
+        obs_dim, action_dim, config.critic, key, network=NoiseConditionedEnsemble
     )
-    online = Trained.create(
-        ensemble, adam(critic.learning_rate, critic.grad_clip, critic.clip_mode)
-    )
-    return NCLQL(NoiseConditionedQ(online, ensemble, critic), config)
+    return NCLQL(NoiseConditionedQ(online, online.model, config.critic), config)
