@@ -3,6 +3,7 @@
     python experiments/run.py                      # the CPU demo: small dataset, QAM, a few minutes
     python experiments/run.py --agent fql --seed 3
     python experiments/run.py --agent fql --num-seeds 4   # seeds 0-3 as one program (vmapped)
+    python experiments/run.py --sweep tau=1,3,10 --num-seeds 4   # 3 taus x 4 seeds, one program
     python experiments/run.py --agent rlpd         # online only: 1000 random steps, then 19k
     python experiments/run.py --preset paper       # the QAM paper's configuration (needs a GPU)
     python experiments/run.py --agent bam --protocol reference   # the reference script's values
@@ -19,7 +20,9 @@ versions). Every run goes through `interpolant_rl.train.train_seeds`: with `--nu
 seeds `seed .. seed+N-1` train together in one jitted program (vmapped, sharded over the visible
 devices); each seed gets its own run directory `OUT_DIR/seed{k}` (with its `summary.json`),
 `OUT_DIR` holds the shared checkpoint and an aggregate `summary.json`. One seed (the default)
-is the same loop with N = 1, its run directory `OUT_DIR` itself. Plot learning curves with
+is the same loop with N = 1, its run directory `OUT_DIR` itself. `--sweep NAME=V1,V2,...`
+(repeatable: the grid of several) adds float hyperparameters of the agent to the program's axis:
+every value times every seed trains together, member (tau=3, seed k) in `OUT_DIR/tau=3/seed{k}`. Plot learning curves with
 `python experiments/plot.py RUN_DIR ...` (for N seeds: `OUT_DIR/seed*`).
 """
 
@@ -54,6 +57,8 @@ class RunConfig:
     """Seed of everything (dataset generation has its own: --data-seed)."""
     num_seeds: int = 1
     """Train seeds seed..seed+N-1 together as one program, sharded over the visible devices (N a multiple of their number); each in OUT_DIR/seed{k}."""
+    sweep: tuple[str, ...] = ()
+    """Float hyperparameters of the agent trained together with the seeds as one program: NAME=V1,V2,... (a field of the agent's configuration, e.g. tau=1,3,10, alpha=3,10, learning_rate=1e-4,3e-4, critic.rho=0,0.5; repeat the flag for a grid). Member (tau=3, seed k) runs in OUT_DIR/tau=3/seed{k}, exactly as a run with --tau 3 --seed k would (to float rounding)."""
     out_dir: Path | None = None
     """Run directory (default runs/{agent}-{env}-seed{seed}; with --num-seeds N, runs/{agent}-{env}-seeds{seed}-{seed+N-1})."""
     resume: bool = False
@@ -188,10 +193,13 @@ def resolve(config: RunConfig) -> RunConfig:
             '--tensorboard needs tensorboardX: pip install "interpolant_rl[tensorboard]"'
         )
     seeds = list(range(config.seed, config.seed + config.num_seeds))
-    if config.num_seeds > 1:
-        train.seed_sharding(config.num_seeds)  # N must be a multiple of the devices
+    count = len(members_of(config))  # also checks the --sweep syntax
+    if count > 1:
+        train.seed_sharding(count)  # N must be a multiple of the devices
     if config.out_dir is None:
         name = f"seed{config.seed}" if config.num_seeds == 1 else f"seeds{seeds[0]}-{seeds[-1]}"
+        if config.sweep:
+            name += "-sweep-" + "-".join(axis for axis in sweep_axes(config))
         config = dataclasses.replace(
             config, out_dir=Path("runs") / f"{config.agent}-{config.env}-{name}"
         )
@@ -200,6 +208,50 @@ def resolve(config: RunConfig) -> RunConfig:
     if config.resume and not (config.out_dir / "checkpoint.eqx").exists():
         raise ValueError(f"--resume: no checkpoint in {config.out_dir}")
     return config
+
+
+def sweep_axes(config: RunConfig) -> dict[str, tuple[float, ...]]:
+    """The `--sweep` axes, by field name (one-line `ValueError` for a malformed or repeated one)."""
+    axes = {}
+    for spec in config.sweep:
+        name, values = train.parse_sweep(spec)
+        if name in axes:
+            raise ValueError(f"--sweep {name} is given twice")
+        axes[name] = values
+    return axes
+
+
+def members_of(config: RunConfig) -> list[train.SweepMember]:
+    """What the run trains, in the program's order: every point of the `--sweep` grid (if any)
+    times every seed."""
+    seeds = range(config.seed, config.seed + config.num_seeds)
+    points = train.sweep_grid(sweep_axes(config)) if config.sweep else [()]
+    return [train.SweepMember(seed, point) for point in points for seed in seeds]
+
+
+def check_sweep(config: RunConfig, agent_cfg: Any) -> None:
+    """Every `--sweep` value set on the agent's configuration and checked by it (a one-line
+    `ValueError` naming a field that is not a float hyperparameter, or a rejected value)."""
+    for point in train.sweep_grid(sweep_axes(config)) if config.sweep else []:
+        member_config = agent_cfg
+        for name, value in point:
+            try:
+                member_config = train.with_value(member_config, name, value)
+            except ValueError as error:
+                message = str(error)
+                raise ValueError(
+                    message
+                    if message.startswith("cannot sweep")
+                    else f"--sweep {name}={value:g}: {message}"
+                ) from None
+
+
+def member_dir(config: RunConfig, member: train.SweepMember) -> Path:
+    """A member's run directory: `OUT_DIR` for a single seed without a sweep, else
+    `OUT_DIR/{member.name}` (`seed1`, `tau=3/seed1`)."""
+    if config.num_seeds == 1 and not config.sweep:
+        return config.out_dir
+    return member.directory(config.out_dir)
 
 
 # `TrainConfig` fields whose command-line flag has another name
@@ -298,16 +350,18 @@ def check_resume(config: RunConfig, agent_cfg: Any) -> None:
     saved = train.read_checkpoint_header(path)
     recorded = saved.get("run", {})
     given = _as_json(dataclasses.asdict(config))
-    seeds = list(range(config.seed, config.seed + config.num_seeds))
+    members = members_of(config)
+    seeds = [member.seed for member in members]
     saved_seeds = saved.get("seeds")
-    if (saved_seeds is not None or config.num_seeds > 1) and saved_seeds != seeds:
+    if (saved_seeds is not None or len(members) > 1) and saved_seeds != seeds:
         kind = (
             "a single-seed checkpoint"
             if saved_seeds is None
             else f"a checkpoint of seeds {saved_seeds}"
         )
         raise ValueError(
-            f"--resume: {config.out_dir} holds {kind}, not one of seeds {seeds} (--seed, --num-seeds)"
+            f"--resume: {config.out_dir} holds {kind}, not one of seeds {seeds} (--seed, "
+            "--num-seeds, --sweep)"
         )
     differences = [
         f"{name}={recorded[name]!r}, not {given[name]!r} (--{name.replace('_', '-')})"
@@ -387,64 +441,83 @@ def _versions() -> dict[str, str]:
 
 
 def summarise(config: RunConfig, header: dict, evals: list, wall_time: float):
-    """Write each seed's `summary.json` (configuration, final metrics, evaluations, wall time,
-    versions) into its run directory (`OUT_DIR` for one seed, `OUT_DIR/seed{k}` for several),
-    for several seeds also an aggregate `OUT_DIR/summary.json` (final success, or D4RL normalised
-    score on locomotion tasks: mean, standard
-    deviation, per seed), and print one line."""
+    """Write each member's `summary.json` (configuration, final metrics, evaluations, wall time,
+    versions) into its run directory (`OUT_DIR` for one seed, `OUT_DIR/seed{k}` for several,
+    `OUT_DIR/tau=3/seed{k}` in a sweep), for several also an aggregate `OUT_DIR/summary.json`
+    (final success, or D4RL normalised score on locomotion tasks: mean, standard deviation, per
+    seed; per swept configuration in a sweep), and print one line (per configuration)."""
+    members = members_of(config)
     seeds = list(range(config.seed, config.seed + config.num_seeds))
     total = config.offline_steps + config.online_steps
     versions = _versions()
-    several = len(seeds) > 1
+    several = len(members) > 1
     finals = []
-    for seed, seed_evals in zip(seeds, evals, strict=True):
-        run_dir = config.out_dir / f"seed{seed}" if several else config.out_dir
-        finals.append(seed_evals[-1] if seed_evals else {})
+    for member, member_evals in zip(members, evals, strict=True):
+        run_dir = member_dir(config, member)
+        finals.append(member_evals[-1] if member_evals else {})
         summary = dict(
             config=header["run"],
             agent_config=header["agent_config"],
             final=finals[-1],
-            evaluations=seed_evals,
+            evaluations=member_evals,
             steps=finals[-1].get("step", 0),
             # --time-limit ended the run before its last step (--resume continues it)
             time_limit_reached=finals[-1].get("step", 0) < total,
             wall_time_s=wall_time,
         )
         if several:
-            summary["config"] = dict(header["run"], seed=seed, num_seeds=1, out_dir=str(run_dir))
-            summary["trained_with"] = dict(seeds=seeds, out_dir=str(config.out_dir))
+            summary["config"] = dict(
+                header["run"], seed=member.seed, num_seeds=1, sweep=[], out_dir=str(run_dir)
+            )
+            summary["trained_with"] = dict(
+                seeds=seeds, sweep=list(config.sweep), out_dir=str(config.out_dir)
+            )
+        if member.values:
+            summary["sweep_values"] = dict(member.values)
         summary["versions"] = versions
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     metric = headline(config)
-    values = [final.get(metric, float("nan")) for final in finals]
     name = metric.replace("_", " ")
     done = min(final.get("step", 0) for final in finals)
     after = f"{total} steps" if done >= total else f"{done} of {total} steps (--time-limit)"
     if not several:
+        value = finals[0].get(metric, float("nan"))
         print(
-            f"{config.agent} on {config.env}: {name} {values[0]:.2f} after {after} "
+            f"{config.agent} on {config.env}: {name} {value:.2f} after {after} "
             f"({wall_time / 60:.1f} min); run in {config.out_dir}"
         )
         return
-    mean = sum(values) / len(values)
-    std = (sum((x - mean) ** 2 for x in values) / max(len(values) - 1, 1)) ** 0.5
+    groups: dict[str, list[float]] = {}
+    for member, final in zip(members, finals, strict=True):
+        groups.setdefault(member.configuration, []).append(final.get(metric, float("nan")))
+
+    def statistics(values):
+        mean = sum(values) / len(values)
+        std = (sum((x - mean) ** 2 for x in values) / max(len(values) - 1, 1)) ** 0.5
+        return {f"{metric}_mean": mean, f"{metric}_std": std, metric: values}
+
     aggregate = dict(
         config=header["run"],
         agent_config=header["agent_config"],
         seeds=seeds,
-        runs=[f"seed{seed}" for seed in seeds],
-        final={f"{metric}_mean": mean, f"{metric}_std": std, metric: values},
-        steps=done,
-        time_limit_reached=done < total,
-        wall_time_s=wall_time,
-        versions=versions,
+        runs=[member.name for member in members],
     )
+    if config.sweep:
+        aggregate["final"] = {key: statistics(values) for key, values in groups.items()}
+    else:
+        aggregate["final"] = statistics(groups[""])
+    aggregate.update(steps=done, time_limit_reached=done < total, wall_time_s=wall_time)
+    aggregate["versions"] = versions
     (config.out_dir / "summary.json").write_text(json.dumps(aggregate, indent=2) + "\n")
-    print(
-        f"{config.agent} on {config.env}: {name} {mean:.2f} +- {std:.2f} over seeds "
-        f"{seeds[0]}-{seeds[-1]} after {after} ({wall_time / 60:.1f} min); "
-        f"runs in {config.out_dir}/seed*"
-    )
+    for key, values in groups.items():
+        stats = statistics(values)
+        where = f"{config.out_dir}/{key}/seed*" if key else f"{config.out_dir}/seed*"
+        label = f" with {key}" if key else ""
+        print(
+            f"{config.agent}{label} on {config.env}: {name} {stats[f'{metric}_mean']:.2f} +- "
+            f"{stats[f'{metric}_std']:.2f} over seeds {seeds[0]}-{seeds[-1]} after {after} "
+            f"({wall_time / 60:.1f} min); runs in {where}"
+        )
 
 
 def main(config: RunConfig, agent_cfg: Any = None) -> int:
@@ -461,6 +534,7 @@ def main(config: RunConfig, agent_cfg: Any = None) -> int:
     try:
         config = resolve(config)
         agent_cfg = agent_config(config) if agent_cfg is None else agent_cfg
+        check_sweep(config, agent_cfg)
         if config.resume:  # before the directory is touched: a mismatch changes nothing
             check_resume(config, agent_cfg)
         mode = "resume" if config.resume else "overwrite" if config.overwrite else "new"
@@ -489,28 +563,27 @@ def _prepare(config: RunConfig, agent_cfg: Any):
     """The checks and the set-up before any compile: the metrics files of a resumed run, the
     dataset (generated if missing), one environment per seed, the agents, the training schedule
     and the header every checkpoint records."""
+    members = members_of(config)
     seeds = list(range(config.seed, config.seed + config.num_seeds))
     if config.resume:  # the metrics files are read before any compile (one line if corrupt)
-        log_dirs = (
-            [config.out_dir] if len(seeds) == 1 else [config.out_dir / f"seed{s}" for s in seeds]
-        )
-        for directory in log_dirs:
+        for member in members:
             for stream in ("train", "eval"):
-                train.read_rows(directory / f"{stream}.jsonl")
+                train.read_rows(member_dir(config, member) / f"{stream}.jsonl")
     locomotion = data.parse_locomotion_name(config.env) is not None
     if locomotion:
         env, dataset = _load_locomotion(config)
         obs_dim = int(env.observation_space.shape[0])
         action_dim = int(env.action_space.shape[0])
-        envs = [env] + [data.make_locomotion_env(config.env) for _ in range(len(seeds) - 1)]
+        envs = [env] + [data.make_locomotion_env(config.env) for _ in range(len(members) - 1)]
     else:
         env, dataset = _load_ogbench(config)
         obs_dim, action_dim = dataset.obs_dim, dataset.action_dim
         import ogbench
 
-        # seeds seed .. seed+N-1, one environment each: `load_ogbench`'s, then more of the same
+        # one environment per member: `load_ogbench`'s, then more of the same
         envs = [env] + [
-            ogbench.make_env_and_datasets(config.env, env_only=True) for _ in range(len(seeds) - 1)
+            ogbench.make_env_and_datasets(config.env, env_only=True)
+            for _ in range(len(members) - 1)
         ]
     schedule = train_config(config)
     header = dict(
@@ -518,7 +591,14 @@ def _prepare(config: RunConfig, agent_cfg: Any):
         agent_config=repr(agent_cfg),
         agent_settings=agent_settings(agent_cfg),
     )
-    stacked = train.make_agents(config.agent, obs_dim, action_dim * config.chunk, seeds, agent_cfg)
+    if config.sweep:
+        stacked, _ = train.make_sweep(
+            config.agent, obs_dim, action_dim * config.chunk, seeds, agent_cfg, sweep_axes(config)
+        )
+    else:
+        stacked = train.make_agents(
+            config.agent, obs_dim, action_dim * config.chunk, seeds, agent_cfg
+        )
     return stacked, dataset, envs, schedule, header
 
 
@@ -570,12 +650,13 @@ def _load_ogbench(config: RunConfig):
 
 
 def _train(config: RunConfig, stacked, dataset, envs, schedule, header) -> list:
-    seeds = list(range(config.seed, config.seed + config.num_seeds))
+    members = members_of(config)
     total = config.offline_steps + config.online_steps
     latest = {}
     metric = headline(config)
-    desc = f"{config.agent} {config.env}" + (f" x{len(seeds)} seeds" if len(seeds) > 1 else "")
-    with tqdm(total=total * len(seeds), unit="step", desc=desc) as bar:
+    several = f" x{len(members)} {'members' if config.sweep else 'seeds'}"
+    desc = f"{config.agent} {config.env}" + (several if len(members) > 1 else "")
+    with tqdm(total=total * len(members), unit="step", desc=desc) as bar:
         if config.resume:
             saved = train.read_checkpoint_header(config.out_dir / "checkpoint.eqx")
             bar.update(sum(saved.get("seed_steps", [saved["step"]])))
@@ -583,7 +664,7 @@ def _train(config: RunConfig, stacked, dataset, envs, schedule, header) -> list:
         def progress(steps, info):
             bar.update(steps)
             if metric in info:  # the mean over the seeds of their latest evaluation
-                latest[info["seed"]] = info[metric]
+                latest[info["member"]] = info[metric]
                 mean = sum(latest.values()) / len(latest)
                 # strings: tqdm prints numbers in its short format (1e+4 for step 10000)
                 bar.set_postfix({f"eval_{metric}": f"{mean:.2f}", "at": str(info["step"])})
@@ -598,6 +679,7 @@ def _train(config: RunConfig, stacked, dataset, envs, schedule, header) -> list:
             resume=config.resume,
             progress=progress,
             eval_metrics=_eval_metrics(config),
+            members=members if config.sweep else None,
         )
     return evals
 

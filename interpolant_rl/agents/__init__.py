@@ -32,7 +32,13 @@ from . import (
 )
 from ._adjoint_matched import AdjointMatchedFlow as AdjointMatchedFlow
 from ._agent import AbstractAgent as AbstractAgent, AbstractPolicy as AbstractPolicy
-from ._config import build_network as build_network, NetworkConfig as NetworkConfig
+from ._config import (
+    build_network as build_network,
+    Hyperparameters as Hyperparameters,
+    NetworkConfig as NetworkConfig,
+    sweep_fields as sweep_fields,
+    unsweep as unsweep,
+)
 from ._critic import (
     AbstractCritic as AbstractCritic,
     AbstractEnsembleCritic as AbstractEnsembleCritic,
@@ -67,6 +73,7 @@ from ._flow import (
 )
 from ._one_step import OneStepDistilled as OneStepDistilled
 from ._optim import (
+    Adam as Adam,
     adam as adam,
     check_optimiser as check_optimiser,
     ClipMode as ClipMode,

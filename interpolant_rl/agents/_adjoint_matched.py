@@ -19,14 +19,14 @@ from ..objectives import (
     UniformTimes,
 )
 from ._agent import AbstractAgent
-from ._config import build_network, check_positive, NetworkConfig
+from ._config import build_network, check_positive, Hyperparameters, NetworkConfig
 from ._critic import AbstractCritic, CriticConfig, LearnedCritic
 from ._flow import behaviour_time_sampler, FlowPolicy, sampled_flow_matching_step, TimeSamplerName
 from ._optim import adam, check_optimiser, ClipMode, Trained
 
 
 @dataclasses.dataclass(frozen=True)
-class QAMConfig:
+class QAMConfig(Hyperparameters):
     """QAM hyperparameters (defaults: the paper's, cube-double column)."""
 
     tau: float = 1.0  # inverse temperature of the tilt pi_beta * exp(tau Q) (3 for cube-triple)
@@ -78,7 +78,7 @@ class AdjointMatchedFlow(eqx.Module):
     base: VelocityField
     fine: Trained
     action_dim: int = eqx.field(static=True)
-    config: QAMConfig = eqx.field(static=True)
+    config: QAMConfig
     time_sampler: AbstractTimeSampler = UniformTimes()
 
     @classmethod

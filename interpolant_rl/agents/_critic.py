@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from .._custom_types import Scalar
+from .._custom_types import Scalar, ScalarLike
 from ..data import Batch
 from ..nn import (
     CriticEnsemble,
@@ -34,7 +34,7 @@ from ..nn import (
     td_target,
 )
 from ..objectives import expectile_loss, weighted_mean
-from ._config import check_positive, NetworkConfig
+from ._config import check_positive, Hyperparameters, NetworkConfig
 from ._optim import adam, check_optimiser, ClipMode, Trained
 
 
@@ -42,7 +42,7 @@ Metrics = dict[str, Float[Array, ""]]
 
 
 @dataclasses.dataclass(frozen=True)
-class CriticConfig:
+class CriticConfig(Hyperparameters):
     """The critic ensemble and its TD target $r + \\gamma^h m (\\bar Q' - \\rho\\,\\mathrm{std}\\,Q')$."""
 
     width: int = 512  # hidden units per layer
@@ -108,7 +108,7 @@ def td_fit(
     target: CriticEnsemble | NoiseConditionedEnsemble,
     batch: Batch,
     targets: Float[Array, " batch"],
-    target_rate: float,
+    target_rate: ScalarLike,
     penalty: Callable[[CriticEnsemble], tuple[Scalar, Metrics]] | None = None,
 ) -> tuple[Trained, CriticEnsemble | NoiseConditionedEnsemble, Metrics]:
     r"""One TD step of an ensemble towards fixed `targets` $y$, then the EMA of its target:
@@ -252,7 +252,7 @@ class LearnedCritic(AbstractEnsembleCritic):
 
     online: Trained
     target: CriticEnsemble
-    config: CriticConfig = eqx.field(static=True)
+    config: CriticConfig
 
     @classmethod
     def create(cls, obs_dim: int, action_dim: int, config: CriticConfig, key: PRNGKeyArray):
@@ -296,7 +296,7 @@ def expectile_value_step(
     value: Trained,
     observations: Float[Array, "batch obs_dim"],
     targets: Float[Array, " batch"],
-    expectile: float,
+    expectile: ScalarLike,
     weights: Float[Array, " batch"],
 ) -> tuple[Trained, Float[Array, ""]]:
     """One step of expectile regression of a [`StateValue`][interpolant_rl.agents.StateValue]
@@ -329,7 +329,7 @@ class ExpectileCritic(AbstractEnsembleCritic):
     online: Trained
     target: CriticEnsemble
     value: Trained
-    config: CriticConfig = eqx.field(static=True)
+    config: CriticConfig
     expectile: float = eqx.field(static=True)
 
     @classmethod

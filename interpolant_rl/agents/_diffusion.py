@@ -7,7 +7,6 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
-import optax
 from jaxtyping import PRNGKeyArray
 
 from .._ddpm import ddpm_sample
@@ -16,7 +15,7 @@ from ..nn import NoisePrediction, VelocityField
 from ._agent import AbstractPolicy
 from ._config import build_network, NetworkConfig
 from ._critic import AbstractCritic, LearnedCritic, Metrics
-from ._optim import adam, Trained
+from ._optim import adam, Optimiser, Trained
 
 
 class DiffusionPolicy(eqx.Module):
@@ -43,7 +42,7 @@ class DiffusionPolicy(eqx.Module):
         obs_dim: int,
         action_dim: int,
         net: NetworkConfig,
-        optimiser: optax.GradientTransformation,
+        optimiser: Optimiser,
         interpolant: VariancePreservingInterpolant,
         num_steps: int,
         key: PRNGKeyArray,

@@ -6,7 +6,6 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
-import optax
 
 from ..data import Batch
 from ..nn import TanhGaussianPolicy
@@ -14,7 +13,7 @@ from ..objectives import sac_actor_loss, Temperature, temperature_loss
 from ._agent import AbstractPolicy
 from ._config import build_network, NetworkConfig
 from ._critic import AbstractCritic
-from ._optim import Trained
+from ._optim import Optimiser, Trained
 
 
 class ActionEdit(eqx.Module):
@@ -63,7 +62,7 @@ class ActionEdit(eqx.Module):
         obs_dim: int,
         action_dim: int,
         net: NetworkConfig,
-        optimiser: optax.GradientTransformation,
+        optimiser: Optimiser,
         scale: float,
         key,
         *,

@@ -7,15 +7,24 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
-from jaxtyping import PRNGKeyArray
+from jaxtyping import Array, PRNGKeyArray
 
 from ..data import Batch
 from ..nn import OneStepPolicy
 from ..objectives import normalised_q_loss, one_step_distillation_loss
-from ._config import build_network, NetworkConfig
+from ._config import build_network, Hyperparameters, NetworkConfig
 from ._critic import AbstractCritic
 from ._optim import Trained
 from ._policies import NoisePolicy
+
+
+@dataclasses.dataclass(frozen=True)
+class DistillationSettings(Hyperparameters):
+    """The one-step policy's loss settings, copied from its agent's configuration (a
+    configuration itself, so that a sweep of the agent's $\alpha$ reaches it)."""
+
+    alpha: float  # distillation weight
+    normalise_q: bool
 
 
 class OneStepDistilled(eqx.Module):
@@ -23,18 +32,28 @@ class OneStepDistilled(eqx.Module):
     by FQL and QAM-FQL).
 
     **Fields:** `policy` (a `Trained` [`OneStepPolicy`][interpolant_rl.nn.OneStepPolicy]),
-    `action_dim`, `alpha`, `normalise_q` (static).
+    `action_dim` (static), `settings` ($\alpha$ and whether $Q$ is normalised), `distil`
+    (static: $\alpha > 0$).
     """
 
     policy: Trained
     action_dim: int = eqx.field(static=True)
-    alpha: float = eqx.field(static=True)
-    normalise_q: bool = eqx.field(static=True)
+    settings: DistillationSettings
+    distil: bool = eqx.field(static=True)
 
     @classmethod
     def create(cls, obs_dim, action_dim, net: NetworkConfig, optimiser, alpha, normalise_q, key):
         policy = build_network(OneStepPolicy, action_dim, obs_dim, net, key)
-        return cls(Trained.create(policy, optimiser), action_dim, alpha, normalise_q)
+        settings = DistillationSettings(alpha, normalise_q)
+        return cls(Trained.create(policy, optimiser), action_dim, settings, alpha != 0)
+
+    @property
+    def alpha(self) -> float | Array:
+        return self.settings.alpha
+
+    @property
+    def normalise_q(self) -> bool:
+        return self.settings.normalise_q
 
     def step(self, critic: AbstractCritic, batch: Batch, teacher: Callable, key: PRNGKeyArray):
         """One step on the distillation + Q loss; `teacher(observations, noise) -> actions`,
@@ -47,7 +66,7 @@ class OneStepDistilled(eqx.Module):
         value and gradient, and the `distillation_loss` metric is left out.
         """
         noise = jr.normal(key, batch.actions.shape)
-        if self.alpha == 0:  # static: decided when tracing
+        if not self.distil:  # static: decided when tracing
 
             def q_only_loss(policy):
                 actions = jax.vmap(policy)(noise, batch.observations)

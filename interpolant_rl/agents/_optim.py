@@ -1,6 +1,7 @@
 r"""Optimisers and the trained-module state: a module, its optimiser and the optimiser's state,
 stepped by one call."""
 
+import dataclasses
 import functools
 import math
 from collections.abc import Callable
@@ -10,7 +11,7 @@ import equinox as eqx
 import optax
 from jaxtyping import PyTree
 
-from ._config import check_positive
+from ._config import check_positive, Hyperparameters
 
 
 ClipMode = Literal["elementwise", "global_norm"]
@@ -33,7 +34,7 @@ def check_optimiser(learning_rate, grad_clip, clip_mode="elementwise") -> None:
 
 def adam(
     learning_rate: float, grad_clip: float | None = None, clip_mode: ClipMode = "elementwise"
-) -> optax.GradientTransformation:
+) -> "Adam":
     r"""Adam, optionally after clipping the gradient at `grad_clip` $= c$:
 
     - `clip_mode="elementwise"` (the QAM paper): $g_i \leftarrow \operatorname{clip}(g_i, -c, c)$
@@ -41,19 +42,44 @@ def adam(
     - `clip_mode="global_norm"` (the public reference code): $g \leftarrow g\,\min(1, c/\|g\|)$,
       with $\|g\|$ the norm of this optimiser's whole gradient.
 
-    Equal arguments return the *same* object. The optimiser is a static field of
-    [`Trained`][interpolant_rl.agents.Trained], so it is part of what `jit` caches on, and optax
-    builds new (unequal) functions on every call: without this, every freshly created agent
-    would recompile `update` and `act`, even for an identical configuration (tests, several
-    seeds in one process).
+    Checks its arguments (one-line `ValueError`) and returns an [`Adam`][interpolant_rl.agents.Adam].
     """
     check_optimiser(learning_rate, grad_clip, clip_mode)
-    return _adam(float(learning_rate), None if grad_clip is None else float(grad_clip), clip_mode)
+    return Adam(float(learning_rate), None if grad_clip is None else float(grad_clip), clip_mode)
+
+
+@dataclasses.dataclass(frozen=True)
+class Adam(Hyperparameters):
+    """Adam after optional gradient clipping (see [`adam`][interpolant_rl.agents.adam]), with the
+    interface of an `optax.GradientTransformation` (`init`, `update`).
+
+    A configuration rather than optax's closure: it is the optimiser field of
+    [`Trained`][interpolant_rl.agents.Trained], part of what `jit` caches on, so equal settings
+    must compare equal (optax builds new, unequal functions on every call: every freshly
+    created agent would recompile), and its learning rate may be swept
+    ([`make_sweep`][interpolant_rl.train.make_sweep]): a traced value then scales the step.
+    """
+
+    learning_rate: float
+    grad_clip: float | None = None
+    clip_mode: ClipMode = "elementwise"
+
+    def transformation(self) -> optax.GradientTransformation:
+        """The optax transformation (the same object for equal Python values)."""
+        if isinstance(self.learning_rate, float):
+            return _adam(self.learning_rate, self.grad_clip, self.clip_mode)
+        return _adam.__wrapped__(self.learning_rate, self.grad_clip, self.clip_mode)
+
+    def init(self, params: PyTree) -> optax.OptState:
+        return self.transformation().init(params)
+
+    def update(self, updates: PyTree, state: optax.OptState, params: PyTree = None):
+        return self.transformation().update(updates, state, params)
 
 
 @functools.cache
 def _adam(
-    learning_rate: float, grad_clip: float | None, clip_mode: ClipMode
+    learning_rate, grad_clip: float | None, clip_mode: ClipMode
 ) -> optax.GradientTransformation:
     if grad_clip is None:
         return optax.adam(learning_rate)
@@ -65,6 +91,11 @@ def _adam(
     return optax.chain(clip, optax.adam(learning_rate))
 
 
+Optimiser = Adam | optax.GradientTransformation
+"""What [`Trained`][interpolant_rl.agents.Trained] steps with: an [`Adam`][interpolant_rl.agents.Adam]
+(sweepable) or any optax transformation."""
+
+
 class Trained(eqx.Module):
     """A module together with its optimiser and optimiser state.
 
@@ -73,10 +104,12 @@ class Trained(eqx.Module):
 
     model: PyTree
     opt_state: PyTree
-    optimiser: optax.GradientTransformation = eqx.field(static=True)
+    # an `Adam` (or any optax transformation): a field, not static, so a swept learning rate
+    # may be an array
+    optimiser: Optimiser
 
     @classmethod
-    def create(cls, model: PyTree, optimiser: optax.GradientTransformation) -> "Trained":
+    def create(cls, model: PyTree, optimiser: "Adam | optax.GradientTransformation") -> "Trained":
         return cls(model, optimiser.init(eqx.filter(model, eqx.is_inexact_array)), optimiser)
 
     def minimise(self, loss_fn: Callable[..., Any], *args: Any) -> tuple["Trained", Any]:

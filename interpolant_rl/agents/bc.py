@@ -24,7 +24,6 @@ setting of the offline-RL baselines (a 2 × 256 MLP, Adam $3\cdot10^{-4}$), our 
 
 import dataclasses
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import PRNGKeyArray
@@ -32,14 +31,14 @@ from jaxtyping import PRNGKeyArray
 from ..nn import MLP, TanhGaussianPolicy
 from ..objectives import weighted_mean
 from ._agent import AbstractAgent, AbstractPolicy
-from ._config import build_network, check_positive, NetworkConfig
+from ._config import build_network, check_positive, Hyperparameters, NetworkConfig
 from ._critic import AbstractCritic, no_critic
 from ._optim import adam, check_optimiser, Trained
 from ._policies import DeterministicActor, DeterministicPolicy, GaussianMode, StochasticPolicy
 
 
 @dataclasses.dataclass(frozen=True)
-class BCConfig:
+class BCConfig(Hyperparameters):
     """BC hyperparameters (see the module docstring for where they come from)."""
 
     deterministic: bool = False  # tanh MLP by squared error (default: tanh-Gaussian, likelihood)
@@ -73,7 +72,7 @@ class BC(AbstractAgent):
 
     actor: Trained
     critic: AbstractCritic
-    config: BCConfig = eqx.field(static=True)
+    config: BCConfig
 
     def actor_step(self, batch, key):
         del key

@@ -42,7 +42,7 @@ from .._interpolant import LinearInterpolant
 from ..nn import ema_update, GuidedVelocity, NoiseConditionedCritic, VelocityField
 from ..objectives import noisy_critic_loss
 from ._agent import AbstractAgent
-from ._config import build_network, check_positive, NetworkConfig
+from ._config import build_network, check_positive, Hyperparameters, NetworkConfig
 from ._critic import AbstractCritic, CriticConfig, LearnedCritic
 from ._flow import flow_matching_step, FlowPolicy
 from ._optim import adam, Trained
@@ -52,7 +52,7 @@ VARIANTS = ("simple", "mse", "linex")
 
 
 @dataclasses.dataclass(frozen=True)
-class CGQLConfig:
+class CGQLConfig(Hyperparameters):
     """CGQL hyperparameters (defaults: the QAM paper's cube-double column, (tau, guidance) =
     (10, 0.01))."""
 
@@ -105,7 +105,7 @@ class CGQL(AbstractAgent):
     noisy_critic: Trained | None
     critic: AbstractCritic
     action_dim: int = eqx.field(static=True)
-    config: CGQLConfig = eqx.field(static=True)
+    config: CGQLConfig
 
     def actor_step(self, batch, key):
         config = self.config

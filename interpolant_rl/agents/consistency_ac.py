@@ -74,7 +74,7 @@ from .._consistency import consistency_sample, KarrasSchedule
 from ..nn import ConsistencyFunction, ema_update, VelocityField
 from ..objectives import consistency_scales, consistency_training_loss, normalised_q_loss
 from ._agent import AbstractAgent, AbstractPolicy
-from ._config import build_network, check_positive, NetworkConfig
+from ._config import build_network, check_positive, Hyperparameters, NetworkConfig
 from ._critic import AbstractCritic, CriticConfig, LearnedCritic, no_critic
 from ._optim import adam, check_optimiser, ClipMode, Trained
 from ._policies import select_among_samples
@@ -84,7 +84,7 @@ Selection = Literal["max", "softmax", "sample"]
 
 
 @dataclasses.dataclass(frozen=True)
-class ConsistencyACConfig:
+class ConsistencyACConfig(Hyperparameters):
     """Consistency-AC hyperparameters (defaults: the Gym-locomotion setting of Ding & Jin's
     public code, unverified against the paper; see the module docstring)."""
 
@@ -211,7 +211,7 @@ class ConsistencyAC(AbstractAgent):
     target: ConsistencyFunction
     critic: AbstractCritic
     step: Int[Array, ""]
-    config: ConsistencyACConfig = eqx.field(static=True)
+    config: ConsistencyACConfig
 
     def _sampler(self, function: ConsistencyFunction) -> ConsistencyPolicy:
         return ConsistencyPolicy(

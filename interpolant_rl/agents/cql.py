@@ -27,7 +27,6 @@ mean of the two critics (the code: their minimum), no behaviour-cloning warm-up 
 import dataclasses
 import math
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
@@ -35,7 +34,7 @@ from jaxtyping import PRNGKeyArray
 
 from ..objectives import cql_penalty, Temperature, temperature_loss
 from ._agent import AbstractAgent, AbstractPolicy
-from ._config import check_positive, NetworkConfig
+from ._config import check_positive, Hyperparameters, NetworkConfig
 from ._critic import AbstractCritic, CriticConfig, LearnedCritic
 from ._optim import adam, Trained
 from ._policies import GaussianMode
@@ -43,7 +42,7 @@ from ._soft_actor import SoftActor
 
 
 @dataclasses.dataclass(frozen=True)
-class CQLConfig:
+class CQLConfig(Hyperparameters):
     """CQL hyperparameters (defaults: the public code's Gym values, see the module docstring)."""
 
     alpha: float = 5.0  # weight of the conservative penalty (min_q_weight)
@@ -74,7 +73,7 @@ class CQL(AbstractAgent):
     actor: SoftActor
     critic: AbstractCritic
     lagrange: Trained | None  # log alpha' of CQL-Lagrange
-    config: CQLConfig = eqx.field(static=True)
+    config: CQLConfig
 
     def _candidates(self, batch, key):
         """The $3N$ candidate actions per state and their log proposal densities."""

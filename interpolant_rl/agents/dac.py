@@ -28,7 +28,6 @@ The protocol's $\alpha$ is DAC's behaviour-cloning weight $\eta$ (larger is clos
 
 import dataclasses
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import PRNGKeyArray
@@ -36,14 +35,14 @@ from jaxtyping import PRNGKeyArray
 from .._interpolant import VariancePreservingInterpolant
 from ..objectives import soft_q_guidance_loss
 from ._agent import AbstractAgent
-from ._config import check_positive, NetworkConfig
+from ._config import check_positive, Hyperparameters, NetworkConfig
 from ._critic import AbstractCritic, CriticConfig
 from ._diffusion import create_diffusion_agent, DiffusionPolicy, noisy_action_gradient
 from ._optim import check_optimiser, ClipMode
 
 
 @dataclasses.dataclass(frozen=True)
-class DACConfig:
+class DACConfig(Hyperparameters):
     """DAC hyperparameters (defaults: the QAM paper's cube-double column, alpha = 3)."""
 
     alpha: float = 3.0  # BC weight eta of the noise regression (cube-triple 0.3, scene 1)
@@ -69,7 +68,7 @@ class DAC(AbstractAgent):
 
     diffusion: DiffusionPolicy
     critic: AbstractCritic
-    config: DACConfig = eqx.field(static=True)
+    config: DACConfig
 
     def actor_step(self, batch, key):
         config = self.config

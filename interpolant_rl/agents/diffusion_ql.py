@@ -44,7 +44,6 @@ schedule, the same interpolant at those times).
 import dataclasses
 from typing import Literal
 
-import equinox as eqx
 import jax.random as jr
 from jaxtyping import PRNGKeyArray
 
@@ -52,7 +51,7 @@ from .._interpolant import VariancePreservingInterpolant
 from ..nn import ema_update, VelocityField
 from ..objectives import denoising_loss, normalised_q_loss
 from ._agent import AbstractAgent, AbstractPolicy
-from ._config import check_positive, NetworkConfig
+from ._config import check_positive, Hyperparameters, NetworkConfig
 from ._critic import AbstractCritic, CriticConfig, LearnedCritic, no_critic
 from ._diffusion import DDPMPolicy, diffusion_policy, DiffusionPolicy
 from ._optim import check_optimiser, ClipMode
@@ -63,7 +62,7 @@ Selection = Literal["max", "softmax", "sample"]
 
 
 @dataclasses.dataclass(frozen=True)
-class DiffusionQLConfig:
+class DiffusionQLConfig(Hyperparameters):
     """Diffusion-QL hyperparameters (defaults: its Gym-locomotion setting, see the module
     docstring)."""
 
@@ -111,7 +110,7 @@ class DiffusionQL(AbstractAgent):
     diffusion: DiffusionPolicy
     target_network: VelocityField
     critic: AbstractCritic
-    config: DiffusionQLConfig = eqx.field(static=True)
+    config: DiffusionQLConfig
 
     def _ddpm(self, network) -> DDPMPolicy:
         diffusion = self.diffusion

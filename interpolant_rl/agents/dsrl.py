@@ -26,7 +26,6 @@ from noise to action, per update on a batch $(s, a, r, m, s')$:
 
 import dataclasses
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
@@ -34,7 +33,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from ..nn import CriticEnsemble, ema_update, VelocityField
 from ._agent import AbstractAgent
-from ._config import build_network, check_positive, NetworkConfig
+from ._config import build_network, check_positive, Hyperparameters, NetworkConfig
 from ._critic import AbstractCritic, CriticConfig, LearnedCritic
 from ._flow import flow_matching_step, FlowPolicy, LatentNoisePolicy
 from ._optim import adam, Trained
@@ -42,7 +41,7 @@ from ._soft_actor import SoftActor
 
 
 @dataclasses.dataclass(frozen=True)
-class DSRLConfig:
+class DSRLConfig(Hyperparameters):
     """DSRL hyperparameters (defaults: the QAM paper's cube-double column)."""
 
     noise_scale: float = (
@@ -79,7 +78,7 @@ class DSRL(AbstractAgent):
     noise_actor: SoftActor
     noise_critic: Trained
     critic: AbstractCritic
-    config: DSRLConfig = eqx.field(static=True)
+    config: DSRLConfig
 
     def noise_actions(
         self, observations: Float[Array, "batch obs_dim"], key: PRNGKeyArray

@@ -33,7 +33,7 @@ from .._interpolant import LinearInterpolant
 from ..nn import VelocityField
 from ..objectives import advantage_weights, flow_matching_loss
 from ._agent import AbstractAgent
-from ._config import build_network, check_positive, NetworkConfig
+from ._config import build_network, check_positive, Hyperparameters, NetworkConfig
 from ._critic import (
     AbstractCritic,
     CriticConfig,
@@ -46,7 +46,7 @@ from ._optim import adam, Trained
 
 
 @dataclasses.dataclass(frozen=True)
-class FAWACConfig:
+class FAWACConfig(Hyperparameters):
     """FAWAC hyperparameters (defaults: the QAM paper's cube-double column)."""
 
     tau: float = (
@@ -76,7 +76,7 @@ class FAWAC(AbstractAgent):
     value: Trained
     critic: AbstractCritic
     action_dim: int = eqx.field(static=True)
-    config: FAWACConfig = eqx.field(static=True)
+    config: FAWACConfig
 
     def actor_step(self, batch, key):
         config = self.config

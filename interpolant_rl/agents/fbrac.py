@@ -11,7 +11,6 @@ Algorithm box, per update:
 
 import dataclasses
 
-import equinox as eqx
 import jax.random as jr
 from jaxtyping import PRNGKeyArray
 
@@ -19,14 +18,14 @@ from .._interpolant import LinearInterpolant
 from ..nn import VelocityField
 from ..objectives import bptt_q_loss, flow_matching_loss
 from ._agent import AbstractAgent
-from ._config import build_network, check_positive, NetworkConfig
+from ._config import build_network, check_positive, Hyperparameters, NetworkConfig
 from ._critic import AbstractCritic, CriticConfig, LearnedCritic
 from ._flow import FlowPolicy
 from ._optim import adam, Trained
 
 
 @dataclasses.dataclass(frozen=True)
-class FBRACConfig:
+class FBRACConfig(Hyperparameters):
     """FBRAC hyperparameters (defaults: the QAM paper's cube-double column)."""
 
     alpha: float = 0.1  # actor loss = BC - Q / alpha (scene 100, cube-triple 0.03)
@@ -46,7 +45,7 @@ class FBRAC(AbstractAgent):
 
     flow: Trained
     critic: AbstractCritic
-    config: FBRACConfig = eqx.field(static=True)
+    config: FBRACConfig
 
     def actor_step(self, batch, key):
         bc_key, noise_key = jr.split(key)

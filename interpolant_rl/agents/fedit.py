@@ -27,13 +27,12 @@ QAM-EDIT is the same edit on the adjoint-matched flow's action instead of $a_0$.
 
 import dataclasses
 
-import equinox as eqx
 import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ..nn import VelocityField
 from ._agent import AbstractAgent
-from ._config import build_network, check_positive, NetworkConfig
+from ._config import build_network, check_positive, Hyperparameters, NetworkConfig
 from ._critic import AbstractCritic, CriticConfig, LearnedCritic
 from ._edit import ActionEdit
 from ._flow import flow_matching_step, FlowPolicy
@@ -41,7 +40,7 @@ from ._optim import adam, Trained
 
 
 @dataclasses.dataclass(frozen=True)
-class FEditConfig:
+class FEditConfig(Hyperparameters):
     """FEdit hyperparameters (defaults: the QAM paper's cube-double column)."""
 
     edit_scale: float = 0.2  # lambda: L-infinity radius of the edit (cube-triple 0.3, humanoid 0.5)
@@ -69,7 +68,7 @@ class FEdit(AbstractAgent):
     behaviour: Trained
     edit: ActionEdit
     critic: AbstractCritic
-    config: FEditConfig = eqx.field(static=True)
+    config: FEditConfig
 
     def base_actions(
         self, observations: Float[Array, "batch obs_dim"], key: PRNGKeyArray

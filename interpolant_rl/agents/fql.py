@@ -16,14 +16,13 @@ Algorithm box, per update:
 
 import dataclasses
 
-import equinox as eqx
 import jax.random as jr
 from jaxtyping import PRNGKeyArray
 
 from ..nn import VelocityField
 from ..objectives import AbstractTimeSampler, UniformTimes
 from ._agent import AbstractAgent
-from ._config import build_network, check_positive, NetworkConfig
+from ._config import build_network, check_positive, Hyperparameters, NetworkConfig
 from ._critic import AbstractCritic, CriticConfig, LearnedCritic
 from ._flow import behaviour_time_sampler, FlowPolicy, sampled_flow_matching_step, TimeSamplerName
 from ._one_step import OneStepDistilled
@@ -31,7 +30,7 @@ from ._optim import adam, Trained
 
 
 @dataclasses.dataclass(frozen=True)
-class FQLConfig:
+class FQLConfig(Hyperparameters):
     """FQL hyperparameters (defaults: the QAM paper's cube-double column)."""
 
     alpha: float = 300.0  # distillation weight (cube-triple 30, antmaze-large 3)
@@ -55,7 +54,7 @@ class FQL(AbstractAgent):
     behaviour: Trained
     one_step: OneStepDistilled
     critic: AbstractCritic
-    config: FQLConfig = eqx.field(static=True)
+    config: FQLConfig
     time_sampler: AbstractTimeSampler = UniformTimes()  # of the behaviour flow's times
 
     def actor_step(self, batch, key):

@@ -29,7 +29,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from ..nn import VelocityField
 from ._agent import AbstractAgent
-from ._config import build_network, check_positive, NetworkConfig
+from ._config import build_network, check_positive, Hyperparameters, NetworkConfig
 from ._critic import AbstractCritic, CriticConfig, ExpectileCritic
 from ._flow import flow_matching_step, FlowPolicy
 from ._optim import adam, Trained
@@ -37,7 +37,7 @@ from ._policies import BestOfN
 
 
 @dataclasses.dataclass(frozen=True)
-class IFQLConfig:
+class IFQLConfig(Hyperparameters):
     """IFQL hyperparameters (defaults: the QAM paper's cube-double column)."""
 
     expectile: float = 0.9  # IQL expectile kappa (cube-triple 0.95, puzzle 0.95, humanoidmaze 0.7)
@@ -62,7 +62,7 @@ class IFQL(AbstractAgent):
     behaviour: Trained
     critic: AbstractCritic
     action_dim: int = eqx.field(static=True)
-    config: IFQLConfig = eqx.field(static=True)
+    config: IFQLConfig
 
     def actor_step(self, batch, key):
         behaviour, bc_loss = flow_matching_step(self.behaviour, batch, key)

@@ -28,23 +28,23 @@ locomotion rewards by the dataset's return range and multiplies by 1000).
 
 import dataclasses
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import PRNGKeyArray
 
+from .._custom_types import ScalarLike
 from ..nn import TanhGaussianPolicy
 from ..objectives import advantage_weights
 from ._agent import AbstractAgent, AbstractPolicy
-from ._config import build_network, check_positive, NetworkConfig
+from ._config import build_network, check_positive, Hyperparameters, NetworkConfig
 from ._critic import AbstractCritic, CriticConfig, ExpectileCritic
 from ._optim import adam, Trained
 from ._policies import GaussianMode
 
 
 @dataclasses.dataclass(frozen=True)
-class IQLConfig:
+class IQLConfig(Hyperparameters):
     """IQL hyperparameters (defaults: the IQL paper's Gym-MuJoCo values, see the module
     docstring)."""
 
@@ -66,7 +66,7 @@ class IQLConfig:
         check_positive("max_weight", self.max_weight)
 
 
-def iql_actor_loss(network, batch, q_values, values, beta: float, max_weight: float):
+def iql_actor_loss(network, batch, q_values, values, beta: ScalarLike, max_weight: ScalarLike):
     """Step 3's loss: the advantage-weighted negative log-likelihood of the dataset actions,
     averaged over the valid rows (not normalised by the weights, as IQL's code), and metrics."""
     weights = advantage_weights(q_values, values, beta, max_weight)
@@ -83,7 +83,7 @@ class IQL(AbstractAgent):
 
     actor: Trained
     critic: AbstractCritic
-    config: IQLConfig = eqx.field(static=True)
+    config: IQLConfig
 
     def actor_step(self, batch, key):
         del key

@@ -85,14 +85,14 @@ from ..objectives import (
     UniformJumpTimes,
 )
 from ._agent import AbstractAgent
-from ._config import build_network, check_positive, NetworkConfig
+from ._config import build_network, check_positive, Hyperparameters, NetworkConfig
 from ._critic import AbstractCritic, CriticConfig, LearnedCritic
 from ._optim import adam, Trained
 from ._policies import NoisePolicy
 
 
 @dataclasses.dataclass(frozen=True)
-class MoMaQLConfig:
+class MoMaQLConfig(Hyperparameters):
     """MoMa QL hyperparameters; the module docstring gives the reasons for each default."""
 
     eta: float = (
@@ -148,7 +148,7 @@ class MoMaQL(AbstractAgent):
     field: Trained
     target_field: TwoTimeField
     critic: AbstractCritic
-    config: MoMaQLConfig = eqx.field(static=True)
+    config: MoMaQLConfig
 
     def _jump_field(self, network):
         if self.config.sigma_data is None:

@@ -46,7 +46,7 @@ from .._langevin import annealed_langevin_sample, LangevinSchedule
 from ..nn import NoiseConditionedEnsemble
 from ..objectives import noise_level_loss
 from ._agent import AbstractAgent, AbstractPolicy
-from ._config import check_positive
+from ._config import check_positive, Hyperparameters
 from ._critic import (
     AbstractCritic,
     CriticConfig,
@@ -59,7 +59,7 @@ from ._policies import BestOfN
 
 
 @dataclasses.dataclass(frozen=True)
-class NCLQLConfig:
+class NCLQLConfig(Hyperparameters):
     """NC-LQL hyperparameters (defaults: the authors' public code, MuJoCo; see the module)."""
 
     tau: float = 500.0  # inverse temperature w of exp(w Q) (code: --w 500)
@@ -108,7 +108,7 @@ class NoiseConditionedQ(AbstractCritic):
 
     online: Trained
     target: NoiseConditionedEnsemble
-    config: CriticConfig = eqx.field(static=True)
+    config: CriticConfig
 
     @property
     def horizon(self) -> int:
@@ -198,7 +198,7 @@ class NCLQL(AbstractAgent):
     """NC-LQL: see the module docstring for the algorithm."""
 
     critic: NoiseConditionedQ
-    config: NCLQLConfig = eqx.field(static=True)
+    config: NCLQLConfig
 
     def update_step(self, batch, key):
         """Steps 1 and 2 (step 2's target is the clean value *before* step 1, as in the

@@ -52,7 +52,6 @@ in `benchmarks/results/fidelity_moma_ofql.md`):
 
 import dataclasses
 
-import equinox as eqx
 import jax
 import jax.random as jr
 from jaxtyping import PRNGKeyArray
@@ -62,14 +61,14 @@ from .._jump_sampling import meanflow_one_step
 from ..nn import ema_update, TwoTimeField
 from ..objectives import meanflow_loss, meanflow_preset, normalised_q_loss
 from ._agent import AbstractAgent
-from ._config import build_network, check_positive, NetworkConfig
+from ._config import build_network, check_positive, Hyperparameters, NetworkConfig
 from ._critic import AbstractCritic, CriticConfig, LearnedCritic
 from ._optim import adam, Trained
 from ._policies import NoisePolicy
 
 
 @dataclasses.dataclass(frozen=True)
-class OFQLConfig:
+class OFQLConfig(Hyperparameters):
     """OFQL hyperparameters; the module docstring gives the reasons for each default."""
 
     eta: float = (
@@ -104,7 +103,7 @@ class OFQL(AbstractAgent):
     field: Trained
     target_field: TwoTimeField
     critic: AbstractCritic
-    config: OFQLConfig = eqx.field(static=True)
+    config: OFQLConfig
 
     def actor_step(self, batch, key):
         config = self.config

@@ -86,14 +86,14 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 from ..nn import GaussianLatentPrior, VelocityField
 from ..objectives import latent_prior_loss
 from ._agent import AbstractAgent, AbstractPolicy
-from ._config import build_network, check_positive, NetworkConfig
+from ._config import build_network, check_positive, Hyperparameters, NetworkConfig
 from ._critic import AbstractCritic, CriticConfig, LearnedCritic
 from ._flow import flow_matching_step, FlowPolicy, LatentNoisePolicy
 from ._optim import adam, Trained
 
 
 @dataclasses.dataclass(frozen=True)
-class PriorGuidanceConfig:
+class PriorGuidanceConfig(Hyperparameters):
     """Prior Guidance hyperparameters. "PG code": the authors' public code (ku-dmlab/PG, its
     D4RL MuJoCo script's defaults); "ours": chosen here (the paper's per-task values were not
     verified)."""
@@ -144,7 +144,7 @@ class PriorGuidance(AbstractAgent):
     prior: Trained
     critic: AbstractCritic
     updates: Int[Array, ""]
-    config: PriorGuidanceConfig = eqx.field(static=True)
+    config: PriorGuidanceConfig
 
     def flow_policy(self) -> FlowPolicy:
         """$T_s$: the behaviour flow as a (clipped) map from noise to action."""

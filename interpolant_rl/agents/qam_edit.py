@@ -21,14 +21,14 @@ from jaxtyping import PRNGKeyArray
 
 from ._adjoint_matched import AdjointMatchedFlow, create_qam, QAM, QAMConfig
 from ._agent import AbstractAgent
-from ._config import check_positive
+from ._config import check_positive, Hyperparameters
 from ._critic import AbstractCritic, LearnedCritic
 from ._edit import ActionEdit
 from ._optim import adam
 
 
 @dataclasses.dataclass(frozen=True)
-class QAMEditConfig:
+class QAMEditConfig(Hyperparameters):
     """QAM-EDIT hyperparameters (defaults: cube-double, (tau, edit scale) = (1, 0), i.e. plain QAM)."""
 
     qam: QAMConfig = QAMConfig()  # the adjoint-matched flow (tau = 1)

@@ -28,14 +28,14 @@ from jaxtyping import PRNGKeyArray
 
 from ._adjoint_matched import AdjointMatchedFlow, create_qam, QAM, QAMConfig
 from ._agent import AbstractAgent
-from ._config import check_positive
+from ._config import check_positive, Hyperparameters
 from ._critic import AbstractCritic, LearnedCritic
 from ._one_step import OneStepDistilled
 from ._optim import adam
 
 
 @dataclasses.dataclass(frozen=True)
-class QAMFQLConfig:
+class QAMFQLConfig(Hyperparameters):
     """QAM-FQL hyperparameters (defaults: cube-double, (tau, alpha) = (1, 0), i.e. plain QAM)."""
 
     qam: QAMConfig = QAMConfig()  # the adjoint-matched flow (tau = 1; 10 on cube-triple)

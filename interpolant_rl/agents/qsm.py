@@ -30,20 +30,19 @@ agents page), so the field is not called `tau`.
 
 import dataclasses
 
-import equinox as eqx
 from jaxtyping import PRNGKeyArray
 
 from .._interpolant import VariancePreservingInterpolant
 from ..objectives import q_score_matching_loss
 from ._agent import AbstractAgent
-from ._config import check_positive, NetworkConfig
+from ._config import check_positive, Hyperparameters, NetworkConfig
 from ._critic import AbstractCritic, CriticConfig
 from ._diffusion import create_diffusion_agent, DiffusionPolicy, noisy_action_gradient
 from ._optim import check_optimiser, ClipMode
 
 
 @dataclasses.dataclass(frozen=True)
-class QSMConfig:
+class QSMConfig(Hyperparameters):
     """QSM hyperparameters (defaults: the QAM paper's cube-double column, (tau, alpha) = (1, 10))."""
 
     q_scale: float = (
@@ -72,7 +71,7 @@ class QSM(AbstractAgent):
 
     diffusion: DiffusionPolicy
     critic: AbstractCritic
-    config: QSMConfig = eqx.field(static=True)
+    config: QSMConfig
 
     def actor_step(self, batch, key):
         config = self.config

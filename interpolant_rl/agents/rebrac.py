@@ -28,14 +28,14 @@ from jaxtyping import Array, Int, PRNGKeyArray
 from ..nn import ema_update, MLP
 from ..objectives import td3_bc_loss
 from ._agent import AbstractAgent
-from ._config import check_positive, NetworkConfig
+from ._config import check_positive, Hyperparameters, NetworkConfig
 from ._critic import AbstractCritic, CriticConfig, LearnedCritic
 from ._optim import adam, Trained
 from ._policies import DeterministicActor, DeterministicPolicy
 
 
 @dataclasses.dataclass(frozen=True)
-class ReBRACConfig:
+class ReBRACConfig(Hyperparameters):
     """ReBRAC hyperparameters (defaults: the QAM paper's cube-double column)."""
 
     alpha: float = 0.01  # actor BC weight (scene 0.03, puzzle 0.1)
@@ -69,7 +69,7 @@ class ReBRAC(AbstractAgent):
     target_actor: DeterministicActor
     critic: AbstractCritic
     steps: Int[Array, ""]  # critic updates so far: the actor moves when steps % actor_delay == 0
-    config: ReBRACConfig = eqx.field(static=True)
+    config: ReBRACConfig
 
     def target_policy(self, observations, key):
         actions = jax.vmap(self.target_actor)(observations)

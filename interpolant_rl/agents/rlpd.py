@@ -31,13 +31,13 @@ from jaxtyping import PRNGKeyArray
 
 from ..objectives import soft_td_rewards, weighted_mean
 from ._agent import AbstractAgent
-from ._config import check_positive, NetworkConfig
+from ._config import check_positive, Hyperparameters, NetworkConfig
 from ._critic import AbstractCritic, CriticConfig, LearnedCritic
 from ._soft_actor import SoftActor
 
 
 @dataclasses.dataclass(frozen=True)
-class RLPDConfig:
+class RLPDConfig(Hyperparameters):
     """RLPD hyperparameters (defaults: the QAM paper's cube-double column)."""
 
     bc_alpha: float = (
@@ -62,7 +62,7 @@ class RLPD(AbstractAgent):
 
     actor: SoftActor
     critic: AbstractCritic
-    config: RLPDConfig = eqx.field(static=True)
+    config: RLPDConfig
 
     def update_step(self, batch, key):
         """The critic's soft TD step (step 1: the entropy backup needs $\\log\\pi(a'\\mid s')$,

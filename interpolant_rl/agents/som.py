@@ -49,7 +49,6 @@ rescaled $x_t$ with at most unit spread).
 
 import dataclasses
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
@@ -60,14 +59,14 @@ from .._jump_sampling import meanflow_one_step
 from ..nn import ema_update, TwoTimeField
 from ..objectives import meanflow_preset, som_loss
 from ._agent import AbstractAgent
-from ._config import build_network, check_positive, NetworkConfig
+from ._config import build_network, check_positive, Hyperparameters, NetworkConfig
 from ._critic import AbstractCritic, CriticConfig, LearnedCritic
 from ._optim import adam, Trained
 from ._policies import BestOfN, NoisePolicy
 
 
 @dataclasses.dataclass(frozen=True)
-class SOMConfig:
+class SOMConfig(Hyperparameters):
     """SOM hyperparameters; every default is ours (see the module docstring)."""
 
     temperature: float = 0.1  # lambda of pi ∝ exp(Q / lambda) (ours, untuned)
@@ -115,7 +114,7 @@ class SOM(AbstractAgent):
     field: Trained
     target_field: TwoTimeField
     critic: AbstractCritic
-    config: SOMConfig = eqx.field(static=True)
+    config: SOMConfig
 
     def actor_step(self, batch, key):
         config = self.config

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from .._custom_types import Scalar, VelocityField
+from .._custom_types import Scalar, ScalarLike, VelocityField
 from .._interpolant import AbstractInterpolant
 from .._process import ProbabilityFlowODE
 from .._sampling import sample
@@ -32,7 +32,7 @@ def one_step_distillation_loss(
     noise: Float[Array, "batch dim"],
     observations: Float[Array, "batch obs_dim"],
     q_function: QFunction,
-    alpha: float,
+    alpha: ScalarLike,
     *,
     normalise_q: bool = False,
 ) -> tuple[Scalar, dict[str, Scalar]]:
@@ -99,7 +99,7 @@ def td3_bc_loss(
     actions: Float[Array, "batch dim"],
     data_actions: Float[Array, "batch dim"],
     q_values: Float[Array, " batch"],
-    alpha: float,
+    alpha: ScalarLike,
     *,
     weights: Float[Array, " batch"] | None = None,
     reduction: str = "sum",

@@ -34,7 +34,7 @@ from .._adjoint import (
     QAMReferenceEvaluation,
     solve_adjoint,
 )
-from .._custom_types import Cond, Scalar, Times, Trajectory, Vector, VelocityField
+from .._custom_types import Cond, Scalar, ScalarLike, Times, Trajectory, Vector, VelocityField
 from .._interpolant import AbstractInterpolant, LinearInterpolant
 from .._process import MemorylessSDE, QAMReferenceSDE
 from .._sampling import sample
@@ -269,7 +269,7 @@ def adjoint_matching_loss(
     fine: VelocityField,
     base: VelocityField,
     action_gradient: ActionGradient,
-    tau: float,
+    tau: ScalarLike,
     batch_size: int,
     dim: int,
     cond: Cond,
@@ -305,7 +305,7 @@ def basic_adjoint_matching_loss(
     fine: VelocityField,
     base: VelocityField,
     action_gradient: ActionGradient,
-    tau: float,
+    tau: ScalarLike,
     batch_size: int,
     dim: int,
     cond: Cond,

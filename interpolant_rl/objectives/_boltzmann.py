@@ -74,7 +74,7 @@ def boltzmann_velocity(
     cond: Cond,
     key: PRNGKeyArray,
     *,
-    temperature: float,
+    temperature: ScalarLike,
     num_samples: int,
 ) -> Vector:
     r"""A Monte-Carlo estimate of the probability-flow velocity $v(x, t)$ of the Boltzmann
@@ -127,7 +127,7 @@ def som_loss(
     key: PRNGKeyArray,
     *,
     shape: tuple[int, int],
-    temperature: float,
+    temperature: ScalarLike,
     num_samples: int,
     equal_time_fraction: float = 0.25,
     time_sampler: AbstractTimeSampler = LogitNormalTimes(),

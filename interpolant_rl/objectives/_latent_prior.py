@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from .._custom_types import Scalar
+from .._custom_types import Scalar, ScalarLike
 from ..nn import GaussianLatentPrior
 from ._q_term import normalised_q_loss
 
@@ -18,7 +18,7 @@ def latent_prior_loss(
     q_function: Callable[[Float[Array, "batch obs_dim"], Float[Array, "batch dim"]], Array],
     observations: Float[Array, "batch obs_dim"],
     noise: Float[Array, "batch dim"],
-    tau: float,
+    tau: ScalarLike,
     *,
     normalise_q: bool = False,
 ) -> tuple[Scalar, dict[str, Scalar]]:

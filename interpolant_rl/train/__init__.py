@@ -36,3 +36,11 @@ from ._loop import (
 from ._presets import AGENT_PRESETS as AGENT_PRESETS, preset as preset, PRESETS as PRESETS
 from ._run_dir import RunDirectory as RunDirectory
 from ._sharding import seed_sharding as seed_sharding
+from ._sweep import (
+    float_fields as float_fields,
+    make_sweep as make_sweep,
+    parse_sweep as parse_sweep,
+    sweep_grid as sweep_grid,
+    SweepMember as SweepMember,
+    with_value as with_value,
+)

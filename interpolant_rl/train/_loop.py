@@ -74,7 +74,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 from jaxtyping import PyTree
 
 from .. import _environments  # noqa: F401  (headless rendering, quiet console)
-from ..agents import AbstractAgent, make_agent
+from ..agents import AbstractAgent, make_agent, unsweep
 from ..data import mixed_batch, ReplayBuffer, sample_chunks, Transitions
 from ._checkpoint import (
     CheckpointError,
@@ -84,6 +84,7 @@ from ._checkpoint import (
 )
 from ._logging import MetricsLogger, read_rows, WandbConfig
 from ._sharding import constrain, get, get_tree, put, put_tree, seed_sharding
+from ._sweep import SweepMember
 from ._video import check_video_support, write_mp4
 
 
@@ -175,8 +176,10 @@ def make_agents(
 def select_seed(agents: AbstractAgent, index: int) -> AbstractAgent:
     """Entry `index` of stacked agents (as [`make_agents`][interpolant_rl.train.make_agents]
     builds and [`train_seeds`][interpolant_rl.train.train_seeds] returns them): an ordinary
-    agent, e.g. to `act` with or to compare with a single-seed run."""
-    return _entry(agents, index)
+    agent, e.g. to `act` with or to compare with a single-seed run. A member of a
+    [`make_sweep`][interpolant_rl.train.make_sweep] comes back with its swept values as Python
+    floats in its configuration, as if it had been made with them."""
+    return unsweep(_entry(agents, index))
 
 
 def _entry(tree: PyTree, index: int) -> PyTree:
@@ -579,15 +582,20 @@ def _check_finite(metrics, which, steps, seeds) -> dict[int, dict[str, float]]:
     return lasts
 
 
-def _load(path: Path, agents, buffers, seeds):
+def _load(path: Path, agents, buffers, seeds, names):
     """`(agents, buffers, steps, episodes)` from the checkpoint at `path`, checked to be one of
-    `seeds`. A checkpoint without `seeds` in its header was written by `train` before it ran on
-    a seed axis (version 0.1.0): one unstacked agent and buffer, read for a run of one seed."""
+    `seeds` (and of the sweep members `names`, when it records members). A checkpoint without
+    `seeds` in its header was written by `train` before it ran on a seed axis (version 0.1.0):
+    one unstacked agent and buffer, read for a run of one seed."""
     saved = read_checkpoint_header(path)
     saved_seeds = saved.get("seeds", seeds if len(seeds) == 1 else None)
     if saved_seeds != seeds:
         raise CheckpointError(
             f"{path}: a checkpoint of seeds {saved.get('seeds')}, not of this run's seeds {seeds}"
+        )
+    if saved.get("members", names) != names:
+        raise CheckpointError(
+            f"{path}: a checkpoint of members {saved['members']}, not of this run's {names}"
         )
     if "seeds" not in saved:
         (agent, buffer), saved = load_checkpoint(path, (_entry(agents, 0), _entry(buffers, 0)))
@@ -610,6 +618,7 @@ def train_seeds(
     eval_envs: Sequence[Any] | None = None,
     eval_metrics: Callable[[dict[str, float]], dict[str, float]] | None = None,
     on_evaluation: Callable[[AbstractAgent, dict[int, dict[str, Any]]], None] | None = None,
+    members: Sequence[SweepMember] | None = None,
 ) -> tuple[AbstractAgent, list[list[dict[str, Any]]]]:
     """Train $N \\ge 1$ seeds of one configuration together, offline on `dataset` then online,
     with evaluations, logs and checkpoints (see the module docstring): every device computation
@@ -657,6 +666,11 @@ def train_seeds(
       stacked agents as evaluated (on the host) and `rows` mapping each evaluated seed's index
       to its logged row, e.g. to keep snapshots of the policy
       ([`train_behaviour_policy`][interpolant_rl.train.train_behaviour_policy] does).
+    - `members`: what each entry of `agents` is, for agents stacked over hyperparameter values
+      as well as seeds ([`make_sweep`][interpolant_rl.train.make_sweep] returns them): entry
+      $s$ trains with seed `members[s].seed` (its random draws derive from it alone, as
+      above) and logs to `{run_dir}/{members[s].name}` (e.g. `tau=3/seed1`). Default: seeds
+      `config.seed + s`, as described above.
 
     **Returns:** `(agents, eval_rows)`: the trained stacked agents (sharded like the inputs)
     and, per seed, its evaluation rows.
@@ -670,7 +684,14 @@ def train_seeds(
     # the chunk length h and discount of the data the agent learns from: its critic's, stated
     # once (a chunk's reward is discounted within the chunk, its bootstrap by gamma^h)
     horizon, discount = agents.critic.horizon, agents.critic.discount
-    seeds = [config.seed + s for s in range(num)]
+    if members is None:
+        members = [SweepMember(config.seed + s) for s in range(num)]
+    members = list(members)
+    if len(members) != num:
+        raise ValueError(f"train_seeds: {num} stacked agents, but {len(members)} members")
+    seeds = [member.seed for member in members]
+    swept = any(member.values for member in members)
+    names = [member.name for member in members] if swept else None
     if devices is None and num == 1:
         devices = jax.devices()[:1]
     sharding = seed_sharding(num, devices)
@@ -706,7 +727,9 @@ def train_seeds(
     buffers = jax.tree.map(lambda x: np.broadcast_to(x, (num, *x.shape)), buffer)
     steps, episodes = [0] * num, [0] * num
     if resume:
-        agents, buffers, steps, episodes = _load(checkpoint_path, get_tree(agents), buffers, seeds)
+        agents, buffers, steps, episodes = _load(
+            checkpoint_path, get_tree(agents), buffers, seeds, names
+        )
     elif jax.process_index() == 0:
         # a fresh run: an older run's checkpoint must not outlive it (resuming would continue that
         # run's weights under this run's metrics)
@@ -714,7 +737,7 @@ def train_seeds(
     agents, buffers = put_tree(agents, sharding), put_tree(buffers, sharding)
     dataset = put_tree(dataset, replicated)
     seed_array = put(np.asarray(seeds, np.int32), sharding)
-    log_dirs = [run_dir] if num == 1 else [run_dir / f"seed{seed}" for seed in seeds]
+    log_dirs = [run_dir] if num == 1 and not swept else [m.directory(run_dir) for m in members]
     eval_rows = [
         read_rows(directory / "eval.jsonl", until=steps[s]) if resume else []
         for s, directory in enumerate(log_dirs)
@@ -730,8 +753,9 @@ def train_seeds(
             wandb = config.wandb
             if wandb is not None and num > 1:  # one W&B run per seed, grouped
                 name = wandb.name or run_dir.name
+                label = members[s].name.replace("/", "-")
                 wandb = dataclasses.replace(
-                    wandb, name=f"{name}-seed{seeds[s]}", group=wandb.group or name
+                    wandb, name=f"{name}-{label}", group=wandb.group or name
                 )
             loggers.append(
                 MetricsLogger(
@@ -739,12 +763,16 @@ def train_seeds(
                     resume_step=resume_step,
                     tensorboard=config.tensorboard,
                     wandb=wandb,
-                    config=dict(header or {}, seed=seeds[s]) if wandb is not None else None,
+                    config=dict(header or {}, seed=seeds[s], **dict(members[s].values))
+                    if wandb is not None
+                    else None,
                 )
             )
     # the schedule with the data's chunking (the critic's), as the checkpoint's record of the run
     schedule = dict(dataclasses.asdict(config), horizon=horizon, discount=discount)
     header = dict(header or {}, train_config=schedule, seeds=seeds)
+    if swept:
+        header["members"] = names
     last_checkpoint = list(steps)
 
     def to_devices(x):
@@ -797,7 +825,7 @@ def train_seeds(
             rows[s] = dict(step=steps[s], **results[s], **derived, eval_time_s=elapsed)
             log(s, "eval", rows[s])
             if progress is not None:
-                progress(0, dict(rows[s], seed=seeds[s]))
+                progress(0, dict(rows[s], seed=seeds[s], member=s))
         if on_evaluation is not None:
             on_evaluation(get_tree(agents), rows)
 
@@ -851,7 +879,7 @@ def train_seeds(
                 log(s, "train", dict(step=steps[s], **lasts[s], **timing))
             if progress is not None:
                 for s in range(num):
-                    progress(n, dict(lasts[s], seed=seeds[s]))
+                    progress(n, dict(lasts[s], seed=seeds[s], member=s))
             pause = time.perf_counter()
             evaluate_seeds([s for s in range(num) if due(s)])
             if steps[0] - last_checkpoint[0] >= config.checkpoint_interval:
@@ -966,7 +994,7 @@ def train_seeds(
                         checkpoint_due[s] = True
             if progress is not None:
                 for s in running:
-                    progress(executed[s], dict(lasts.get(s, {}), seed=seeds[s]))
+                    progress(executed[s], dict(lasts.get(s, {}), seed=seeds[s], member=s))
         evaluate_seeds(range(num))
         save()
     except KeyboardInterrupt:
