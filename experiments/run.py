@@ -123,6 +123,14 @@ class RunConfig:
     """'offline' keeps the W&B run in OUT_DIR/wandb without a network (upload later with `wandb sync`)."""
     updates_per_call: int = 100
     """Updates per jitted call in the offline phase."""
+    distributed: bool = False
+    """One process of a multi-process (multi-host) run: start the same command once per host; each process trains its block of the members (seeds x swept values) on its own devices, in OUT_DIR/process{p}, and process 0 writes the aggregate OUT_DIR/summary.json. The coordinator, process count and id come from the cluster's environment (SLURM, Open MPI) unless --coordinator, --num-processes and --process-id give them (they imply --distributed)."""
+    coordinator: str | None = None
+    """Coordinator address host:port of a multi-process run (served by process 0)."""
+    num_processes: int | None = None
+    """Processes of a multi-process run."""
+    process_id: int | None = None
+    """This process's index in a multi-process run, 0 .. num_processes-1."""
     time_limit: float | None = None
     """Stop after this many seconds of training (at the next call boundary; online, with every seed between episodes), evaluate and checkpoint there; --resume continues. For a cluster job's wall-time limit."""
 
@@ -194,7 +202,13 @@ def resolve(config: RunConfig) -> RunConfig:
         )
     seeds = list(range(config.seed, config.seed + config.num_seeds))
     count = len(members_of(config))  # also checks the --sweep syntax
-    if count > 1:
+    if is_distributed(config):  # JAX must not start before the processes have joined
+        if config.num_processes is not None and count % config.num_processes:
+            raise ValueError(
+                f"{count} members (seeds x swept values) cannot be split evenly over "
+                f"--num-processes {config.num_processes}"
+            )
+    elif count > 1:
         train.seed_sharding(count)  # N must be a multiple of the devices
     if config.out_dir is None:
         name = f"seed{config.seed}" if config.num_seeds == 1 else f"seeds{seeds[0]}-{seeds[-1]}"
@@ -205,7 +219,11 @@ def resolve(config: RunConfig) -> RunConfig:
         )
     if config.out_dir.exists() and not config.out_dir.is_dir():
         raise ValueError(f"--out-dir {config.out_dir} is a file, not a run directory")
-    if config.resume and not (config.out_dir / "checkpoint.eqx").exists():
+    if (
+        config.resume
+        and not is_distributed(config)  # each process checks its own directory
+        and not (config.out_dir / "checkpoint.eqx").exists()
+    ):
         raise ValueError(f"--resume: no checkpoint in {config.out_dir}")
     return config
 
@@ -246,10 +264,22 @@ def check_sweep(config: RunConfig, agent_cfg: Any) -> None:
                 ) from None
 
 
+def is_distributed(config: RunConfig) -> bool:
+    """Whether this is one process of a multi-process run."""
+    return config.distributed or config.coordinator is not None
+
+
+def run_members(config: RunConfig) -> list[train.SweepMember]:
+    """The members this process trains: all of them, or its block of a multi-process run."""
+    members = members_of(config)
+    return train.process_block(members) if is_distributed(config) else members
+
+
 def member_dir(config: RunConfig, member: train.SweepMember) -> Path:
     """A member's run directory: `OUT_DIR` for a single seed without a sweep, else
-    `OUT_DIR/{member.name}` (`seed1`, `tau=3/seed1`)."""
-    if config.num_seeds == 1 and not config.sweep:
+    `OUT_DIR/{member.name}` (`seed1`, `tau=3/seed1`; under `OUT_DIR/process{p}` in a
+    multi-process run)."""
+    if config.num_seeds == 1 and not config.sweep and not is_distributed(config):
         return config.out_dir
     return member.directory(config.out_dir)
 
@@ -313,6 +343,8 @@ RESUMABLE = (
     "wandb_mode",
     "updates_per_call",
     "time_limit",
+    "coordinator",
+    "process_id",
     "workers",
     "data_dir",
     "behaviour_dir",
@@ -350,7 +382,7 @@ def check_resume(config: RunConfig, agent_cfg: Any) -> None:
     saved = train.read_checkpoint_header(path)
     recorded = saved.get("run", {})
     given = _as_json(dataclasses.asdict(config))
-    members = members_of(config)
+    members = run_members(config)
     seeds = [member.seed for member in members]
     saved_seeds = saved.get("seeds")
     if (saved_seeds is not None or len(members) > 1) and saved_seeds != seeds:
@@ -446,8 +478,8 @@ def summarise(config: RunConfig, header: dict, evals: list, wall_time: float):
     `OUT_DIR/tau=3/seed{k}` in a sweep), for several also an aggregate `OUT_DIR/summary.json`
     (final success, or D4RL normalised score on locomotion tasks: mean, standard deviation, per
     seed; per swept configuration in a sweep), and print one line (per configuration)."""
-    members = members_of(config)
-    seeds = list(range(config.seed, config.seed + config.num_seeds))
+    members = run_members(config)
+    seeds = sorted({member.seed for member in members})
     total = config.offline_steps + config.online_steps
     versions = _versions()
     several = len(members) > 1
@@ -492,9 +524,7 @@ def summarise(config: RunConfig, header: dict, evals: list, wall_time: float):
         groups.setdefault(member.configuration, []).append(final.get(metric, float("nan")))
 
     def statistics(values):
-        mean = sum(values) / len(values)
-        std = (sum((x - mean) ** 2 for x in values) / max(len(values) - 1, 1)) ** 0.5
-        return {f"{metric}_mean": mean, f"{metric}_std": std, metric: values}
+        return _statistics(metric, values)
 
     aggregate = dict(
         config=header["run"],
@@ -535,6 +565,9 @@ def main(config: RunConfig, agent_cfg: Any = None) -> int:
         config = resolve(config)
         agent_cfg = agent_config(config) if agent_cfg is None else agent_cfg
         check_sweep(config, agent_cfg)
+        root = config
+        if is_distributed(config):
+            config = join_processes(config)
         if config.resume:  # before the directory is touched: a mismatch changes nothing
             check_resume(config, agent_cfg)
         mode = "resume" if config.resume else "overwrite" if config.overwrite else "new"
@@ -551,6 +584,8 @@ def main(config: RunConfig, agent_cfg: Any = None) -> int:
                 return 2
             evals = _train(config, *prepared)
             summarise(config, prepared[-1], evals, time.perf_counter() - start)
+            if config is not root:  # a multi-process run: the aggregate over every process
+                summarise_processes(root, prepared[-1], evals, time.perf_counter() - start)
         except train.CheckpointError as error:
             print(f"run.py: error: {error}", file=sys.stderr)
             return 2
@@ -559,11 +594,80 @@ def main(config: RunConfig, agent_cfg: Any = None) -> int:
     return 0
 
 
+def join_processes(config: RunConfig) -> RunConfig:
+    """Join the multi-process run (`jax.distributed.initialize`) and return this process's view
+    of it: with several processes, its run directory is `OUT_DIR/process{p}` (holding its
+    members' directories and checkpoint, as a run of those members alone would)."""
+    train.initialize_distributed(config.coordinator, config.num_processes, config.process_id)
+    import jax
+
+    count = len(members_of(config))
+    train.process_block(members_of(config))  # the processes must divide the members
+    local = count // jax.process_count()
+    if local > 1:
+        train.seed_sharding(local, jax.local_devices())
+    if jax.process_count() == 1:
+        return config
+    return dataclasses.replace(config, out_dir=config.out_dir / f"process{jax.process_index()}")
+
+
+def summarise_processes(root: RunConfig, header: dict, evals: list, wall_time: float) -> None:
+    """Process 0 of a multi-process run writes `OUT_DIR/summary.json` over every process's
+    members (their final metric and step, gathered from the processes) and prints one line per
+    configuration; every process waits for it."""
+    import jax
+
+    metric = headline(root)
+    finals = [rows[-1] if rows else {} for rows in evals]
+    values = train.gather_floats([final.get(metric, float("nan")) for final in finals])
+    steps = train.gather_floats([final.get("step", 0) for final in finals])
+    if jax.process_index() == 0:
+        members = members_of(root)
+        groups: dict[str, list[float]] = {}
+        for member, value in zip(members, values, strict=True):
+            groups.setdefault(member.configuration, []).append(value)
+        total = root.offline_steps + root.online_steps
+        aggregate = dict(
+            config=_as_json(dataclasses.asdict(root)),
+            agent_config=header["agent_config"],
+            processes=jax.process_count(),
+            runs=[
+                f"process{i * jax.process_count() // len(members)}/{m.name}"
+                for i, m in enumerate(members)
+            ],
+            final={key: _statistics(metric, vals) for key, vals in groups.items()}
+            if root.sweep
+            else _statistics(metric, values),
+            steps=int(min(steps)),
+            time_limit_reached=min(steps) < total,
+            wall_time_s=wall_time,
+            versions=_versions(),
+        )
+        (root.out_dir / "summary.json").write_text(json.dumps(aggregate, indent=2) + "\n")
+        for key, vals in groups.items():
+            stats = _statistics(metric, vals)
+            label = f" with {key}" if key else ""
+            print(
+                f"{root.agent}{label} on {root.env}: {metric.replace('_', ' ')} "
+                f"{stats[f'{metric}_mean']:.2f} +- {stats[f'{metric}_std']:.2f} over "
+                f"{len(vals)} seeds and {jax.process_count()} processes; runs in "
+                f"{root.out_dir}/process*"
+            )
+    train.barrier("run.py: summary written")
+
+
+def _statistics(metric: str, values: list[float]) -> dict[str, Any]:
+    """Mean, standard deviation (n - 1) and the values of a final metric over seeds."""
+    mean = sum(values) / len(values)
+    std = (sum((x - mean) ** 2 for x in values) / max(len(values) - 1, 1)) ** 0.5
+    return {f"{metric}_mean": mean, f"{metric}_std": std, metric: values}
+
+
 def _prepare(config: RunConfig, agent_cfg: Any):
     """The checks and the set-up before any compile: the metrics files of a resumed run, the
     dataset (generated if missing), one environment per seed, the agents, the training schedule
     and the header every checkpoint records."""
-    members = members_of(config)
+    members = run_members(config)
     seeds = list(range(config.seed, config.seed + config.num_seeds))
     if config.resume:  # the metrics files are read before any compile (one line if corrupt)
         for member in members:
@@ -592,12 +696,14 @@ def _prepare(config: RunConfig, agent_cfg: Any):
         agent_settings=agent_settings(agent_cfg),
     )
     if config.sweep:
-        stacked, _ = train.make_sweep(
+        stacked, everyone = train.make_sweep(
             config.agent, obs_dim, action_dim * config.chunk, seeds, agent_cfg, sweep_axes(config)
         )
+        first = everyone.index(members[0])  # this process's block (all of them on one)
+        stacked = train.select_members(stacked, range(first, first + len(members)))
     else:
         stacked = train.make_agents(
-            config.agent, obs_dim, action_dim * config.chunk, seeds, agent_cfg
+            config.agent, obs_dim, action_dim * config.chunk, [m.seed for m in members], agent_cfg
         )
     return stacked, dataset, envs, schedule, header
 
@@ -650,7 +756,7 @@ def _load_ogbench(config: RunConfig):
 
 
 def _train(config: RunConfig, stacked, dataset, envs, schedule, header) -> list:
-    members = members_of(config)
+    members = run_members(config)
     total = config.offline_steps + config.online_steps
     latest = {}
     metric = headline(config)
@@ -679,7 +785,7 @@ def _train(config: RunConfig, stacked, dataset, envs, schedule, header) -> list:
             resume=config.resume,
             progress=progress,
             eval_metrics=_eval_metrics(config),
-            members=members if config.sweep else None,
+            members=members if config.sweep or is_distributed(config) else None,
         )
     return evals
 

@@ -17,6 +17,12 @@ from ._checkpoint import (
     read_checkpoint_header as read_checkpoint_header,
     save_checkpoint as save_checkpoint,
 )
+from ._distributed import (
+    barrier as barrier,
+    gather_floats as gather_floats,
+    initialize_distributed as initialize_distributed,
+    process_block as process_block,
+)
 from ._logging import (
     MetricsLogger as MetricsLogger,
     read_rows as read_rows,
@@ -28,6 +34,7 @@ from ._loop import (
     evaluation_envs as evaluation_envs,
     make_agents as make_agents,
     NonFiniteLossError as NonFiniteLossError,
+    select_members as select_members,
     select_seed as select_seed,
     train as train,
     train_seeds as train_seeds,

@@ -182,6 +182,14 @@ def select_seed(agents: AbstractAgent, index: int) -> AbstractAgent:
     return unsweep(_entry(agents, index))
 
 
+def select_members(agents: AbstractAgent, indices: Sequence[int]) -> AbstractAgent:
+    """The entries `indices` of stacked agents, stacked again (e.g. one process's block of a
+    [`make_sweep`][interpolant_rl.train.make_sweep])."""
+    indices = np.asarray(list(indices))
+    arrays, static = eqx.partition(agents, eqx.is_array)
+    return eqx.combine(jax.tree.map(lambda x: x[indices], arrays), static)
+
+
 def _entry(tree: PyTree, index: int) -> PyTree:
     """Entry `index` along the seed axis of every array of `tree`."""
     arrays, static = eqx.partition(tree, eqx.is_array)
@@ -546,7 +554,7 @@ def evaluate(
         raise ValueError("evaluate: video_episodes needs a video_dir")
     if video_episodes:
         check_video_support()
-    sharding = seed_sharding(1, jax.devices()[:1])
+    sharding = seed_sharding(1, jax.local_devices()[:1])
     if isinstance(env, list | tuple):
         slots = list(env)
     else:
@@ -651,8 +659,9 @@ def train_seeds(
     - `resume`: continue from `{run_dir}/checkpoint.eqx` (written for the same seeds).
     - `progress`: a callable `progress(steps, info)`, called for each seed's logged rows with
       `info["seed"]` the seed; `steps` summed over all calls reaches $N\\times$ the total steps.
-    - `devices`: the devices to shard the seeds over (default: `jax.devices()` for several
-      seeds, `jax.devices()[:1]` for one); $N$ must be a multiple of their number.
+    - `devices`: the devices to shard the seeds over (default: this process's,
+      `jax.local_devices()`, for several seeds, its first for one); $N$ must be a multiple of
+      their number.
     - `eval_envs`: the $N$ environments evaluations run in (default:
       [`evaluation_env`][interpolant_rl.train.evaluation_env] of each of `envs`, separate
       copies, so an evaluation never interrupts an online episode); each seed's
@@ -669,21 +678,25 @@ def train_seeds(
     - `members`: what each entry of `agents` is, for agents stacked over hyperparameter values
       as well as seeds ([`make_sweep`][interpolant_rl.train.make_sweep] returns them): entry
       $s$ trains with seed `members[s].seed` (its random draws derive from it alone, as
-      above) and logs to `{run_dir}/{members[s].name}` (e.g. `tau=3/seed1`). Default: seeds
-      `config.seed + s`, as described above.
+      above) and logs to `{run_dir}/{members[s].name}` (e.g. `tau=3/seed1`, or `seed1`, also
+      for a single member). Default: seeds `config.seed + s`, as described above.
 
     **Returns:** `(agents, eval_rows)`: the trained stacked agents (sharded like the inputs)
     and, per seed, its evaluation rows.
 
     The checkpoint header holds `header`, `train_config`, `seeds`, `seed_steps` and
-    `seed_episodes` (per seed), and `step` and `episode` (their minimum). Every process of a
-    multi-host run must call `train_seeds` identically; only process 0 writes files.
+    `seed_episodes` (per seed), and `step` and `episode` (their minimum). Several processes
+    (hosts) either each train their own members on their own devices (the default, and what
+    `run.py --distributed` does: see [`process_block`][interpolant_rl.train.process_block]),
+    or, with `devices` spanning several processes, all call `train_seeds` identically as one
+    program, each stepping every environment, and only process 0 writes files.
     """
     run_dir = Path(run_dir)
     num = _num_seeds(agents)
     # the chunk length h and discount of the data the agent learns from: its critic's, stated
     # once (a chunk's reward is discounted within the chunk, its bootstrap by gamma^h)
     horizon, discount = agents.critic.horizon, agents.critic.discount
+    given_members = members is not None
     if members is None:
         members = [SweepMember(config.seed + s) for s in range(num)]
     members = list(members)
@@ -692,9 +705,14 @@ def train_seeds(
     seeds = [member.seed for member in members]
     swept = any(member.values for member in members)
     names = [member.name for member in members] if swept else None
-    if devices is None and num == 1:
-        devices = jax.devices()[:1]
+    if devices is None:  # this process's devices (several processes: each its own members)
+        devices = jax.local_devices()[:1] if num == 1 else jax.local_devices()
     sharding = seed_sharding(num, devices)
+    # One program spanning several processes' devices: every process runs this whole loop with
+    # the same arguments, process 0 writes. Otherwise (the usual case, also one process of a
+    # multi-process run with its own members) this process owns every file it writes.
+    spanning = any(d.process_index != jax.process_index() for d in sharding.mesh.devices.flat)
+    writer = not spanning or jax.process_index() == 0
     replicated = NamedSharding(sharding.mesh, PartitionSpec())
     if envs is not None:
         envs = list(envs)
@@ -730,24 +748,26 @@ def train_seeds(
         agents, buffers, steps, episodes = _load(
             checkpoint_path, get_tree(agents), buffers, seeds, names
         )
-    elif jax.process_index() == 0:
+    elif writer:
         # a fresh run: an older run's checkpoint must not outlive it (resuming would continue that
         # run's weights under this run's metrics)
         checkpoint_path.unlink(missing_ok=True)
     agents, buffers = put_tree(agents, sharding), put_tree(buffers, sharding)
     dataset = put_tree(dataset, replicated)
     seed_array = put(np.asarray(seeds, np.int32), sharding)
-    log_dirs = [run_dir] if num == 1 and not swept else [m.directory(run_dir) for m in members]
+    log_dirs = (
+        [run_dir] if num == 1 and not given_members else [m.directory(run_dir) for m in members]
+    )
     eval_rows = [
         read_rows(directory / "eval.jsonl", until=steps[s]) if resume else []
         for s, directory in enumerate(log_dirs)
     ]
-    if jax.process_count() > 1:
+    if spanning:
         from jax.experimental import multihost_utils
 
         multihost_utils.sync_global_devices("train_seeds: logs read")
     loggers = []
-    if jax.process_index() == 0:
+    if writer:
         for s, directory in enumerate(log_dirs):
             resume_step = steps[s] if resume else None
             wandb = config.wandb
@@ -786,7 +806,7 @@ def train_seeds(
 
     def save():
         state = (get_tree(agents), get_tree(buffers))
-        if jax.process_index() == 0:
+        if writer:
             counters = dict(seed_steps=list(steps), seed_episodes=list(episodes))
             save_checkpoint(
                 checkpoint_path,
@@ -836,7 +856,7 @@ def train_seeds(
 
     def out_of_time() -> bool:
         over = config.time_limit_s is not None and time.monotonic() - started >= config.time_limit_s
-        if jax.process_count() > 1:  # every process must stop at the same boundary
+        if spanning:  # every process must stop at the same boundary
             from jax.experimental import multihost_utils
 
             over = bool(multihost_utils.broadcast_one_to_all(np.asarray(over)))
