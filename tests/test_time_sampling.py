@@ -37,6 +37,10 @@ def _average_field(field):
     return lambda t, s, x, c: field(t, x, c) * (1.0 + s - t)
 
 
+def _jump_field(field):
+    return lambda t, s, x, c: jnp.tanh(field(t, x, c)) * (1.0 + s - t)
+
+
 def _losses(problem):
     """Each loss as `(key, time_sampler) -> scalar` on the fixed network and batch."""
     field, actions, cond, valid = problem
@@ -59,6 +63,18 @@ def _losses(problem):
         )[0],
         "meanflow": lambda k, ts: obj.meanflow_loss(
             LINEAR, _average_field(field), actions, cond, k, time_sampler=ts
+        ),
+        # groups of 4 particles of one state each; (t, r, s) from two draws of the sampler
+        "moment_matching": lambda k, ts: obj.moment_matching_loss(
+            LINEAR,
+            _jump_field(field),
+            _jump_field(field),
+            actions[:, None],
+            cond,
+            k,
+            noises=4,
+            times=obj.SampledJumpTimes(ts, gap=0.5),
+            weights=valid,
         ),
     }
 
@@ -228,3 +244,17 @@ def test_fql_carries_and_adapts_the_sampler():
     logits = np.asarray(updated.time_sampler.logits)
     assert np.all(np.isfinite(logits)) and not np.allclose(logits, 0.0)
     assert np.all(np.isfinite(np.asarray(metrics["flow_matching_loss"])))
+
+
+def test_sampled_jump_times_are_ordered_and_weighted():
+    """SampledJumpTimes: t <= r <= s from two draws; uniform draws carry no weights, adaptive
+    ones the product of the two draws' weights."""
+    uniform = obj.SampledJumpTimes(obj.UniformTimes(), gap=0.25)
+    t, r, s = jax.vmap(uniform)(jr.split(jr.key(0), 1000))
+    assert bool(jnp.all((t <= r) & (r <= s))) and uniform.importance_weight(t[0], s[0]) is None
+    np.testing.assert_allclose(np.asarray(r), np.asarray(t + 0.25 * (s - t)), rtol=1e-6)
+    skewed = obj.SampledJumpTimes(SKEWED)
+    w = SKEWED.importance_weights(jnp.array([0.05, 0.3]))
+    np.testing.assert_allclose(skewed.importance_weight(0.05, 0.3), w[0] * w[1], rtol=1e-6)
+    with pytest.raises(ValueError, match="gap must lie in"):
+        obj.SampledJumpTimes(gap=1.5)

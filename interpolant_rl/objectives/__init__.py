@@ -65,6 +65,7 @@ from ._moment_matching import (
     JumpScaledBandwidth as JumpScaledBandwidth,
     MedianBandwidth as MedianBandwidth,
     moment_matching_loss as moment_matching_loss,
+    SampledJumpTimes as SampledJumpTimes,
     UniformJumpTimes as UniformJumpTimes,
 )
 from ._noise_conditioned import noise_level_loss as noise_level_loss

@@ -25,6 +25,7 @@ from .._custom_types import Cond, JumpField, Scalar, ScalarLike
 from .._interpolant import AbstractInterpolant
 from .._jump_sampling import jump
 from .._kernels import AbstractKernel, median_distance, mmd_squared, RBFKernel
+from ._time_sampling import AbstractTimeSampler, UniformTimes
 
 
 class AbstractJumpTimes(eqx.Module):
@@ -34,6 +35,12 @@ class AbstractJumpTimes(eqx.Module):
     @abc.abstractmethod
     def __call__(self, key: PRNGKeyArray) -> tuple[Scalar, Scalar, Scalar]:
         r"""One draw of `(t, r, s)` (scalars)."""
+
+    def importance_weight(self, t: Scalar, s: Scalar) -> Scalar | None:
+        r"""The importance weight of a draw toward the sampler's target law (`None`: the
+        draws follow it, weight 1), multiplying the group's loss."""
+        del t, s
+        return None
 
 
 class UniformJumpTimes(AbstractJumpTimes):
@@ -90,6 +97,39 @@ class UniformJumpTimes(AbstractJumpTimes):
         s = jnp.where(on_grid, (k + 1) / self.num_jumps, s)
         r = t + self.gap * (s - t)
         return t, r, s
+
+
+class SampledJumpTimes(AbstractJumpTimes):
+    r"""Jump times from any [`AbstractTimeSampler`][interpolant_rl.objectives.AbstractTimeSampler]
+    (e.g. the [`AdaptiveTimeSampler`][interpolant_rl.objectives.AdaptiveTimeSampler]): two
+    independent draws $\tau_1, \tau_2$, ordered as $t = \min$, $s = \max$ (MeanFlow's pairs,
+    [`meanflow_time_pairs`][interpolant_rl.objectives.meanflow_time_pairs]), and
+    $r = t + \gamma\,(s - t)$; the group's loss is weighted by $w(\tau_1)\,w(\tau_2)$.
+
+    The target law is that of two ordered *uniform* draws (density 2 on $\{t \le s\}$; not
+    [`UniformJumpTimes`][interpolant_rl.objectives.UniformJumpTimes]' $s \sim U$, $t \sim U[0, s)$,
+    density $1/s$): with [`UniformTimes`][interpolant_rl.objectives.UniformTimes] the weights are
+    1, and with an adaptive sampler the weighted loss has the same expectation (and minimiser)
+    as with uniform times, whatever the sampler's current law.
+
+    **Fields:** `sampler` (default `UniformTimes()`), `gap` $\gamma \in [0, 1]$ (default 0.1).
+    """
+
+    sampler: AbstractTimeSampler = UniformTimes()
+    gap: float = 0.1
+
+    def __check_init__(self):
+        if not 0.0 <= self.gap <= 1.0:
+            raise ValueError(f"gap must lie in [0, 1], got {self.gap}")
+
+    def __call__(self, key: PRNGKeyArray) -> tuple[Scalar, Scalar, Scalar]:
+        draws = self.sampler(key, (2,))
+        t, s = jnp.min(draws), jnp.max(draws)
+        return t, t + self.gap * (s - t), s
+
+    def importance_weight(self, t: Scalar, s: Scalar) -> Scalar | None:
+        weights = self.sampler.importance_weights(jnp.stack([t, s]))
+        return None if weights is None else weights[0] * weights[1]
 
 
 class AbstractBandwidth(eqx.Module):
@@ -257,7 +297,9 @@ def moment_matching_loss(
       `target_noise_key` (or the same noises, with `shared_noise`).
     - `noises`: $m \ge 1$, the noises per action (offline data: $M$).
     - `times`: the sampler of $(t, r, s)$ per group (default
-      [`interpolant_rl.objectives.UniformJumpTimes`][]`()`).
+      [`interpolant_rl.objectives.UniformJumpTimes`][]`()`;
+      [`SampledJumpTimes`][interpolant_rl.objectives.SampledJumpTimes] draws them from any time
+      sampler, e.g. the adaptive one, and its importance weights multiply each group's loss).
     - `kernel`: a kernel constructor taking the bandwidth, e.g.
       [`interpolant_rl.RBFKernel`][] (default, as in the MoMa QL seed) or
       [`interpolant_rl.LaplaceKernel`][] (as in inductive moment matching).
@@ -303,6 +345,9 @@ def moment_matching_loss(
     per_group = jax.vmap(group_loss, in_axes=(0, 0, 0, cond_axis, 0, 0, 0))(
         eps, eps_target, x1, cond, t, r, s
     )
+    importance = jax.vmap(times.importance_weight)(t, s)
+    if importance is not None:  # a non-uniform time law, weighted back to its target law
+        per_group = importance * per_group
     if weights is not None:
         per_group = weights * per_group
     return jnp.mean(per_group)
