@@ -36,7 +36,7 @@ class AbstractJumpTimes(eqx.Module):
     def __call__(self, key: PRNGKeyArray) -> tuple[Scalar, Scalar, Scalar]:
         r"""One draw of `(t, r, s)` (scalars)."""
 
-    def importance_weight(self, t: Scalar, s: Scalar) -> Scalar | None:
+    def importance_weight(self, t: ScalarLike, s: ScalarLike) -> Scalar | None:
         r"""The importance weight of a draw toward the sampler's target law (`None`: the
         draws follow it, weight 1), multiplying the group's loss."""
         del t, s
@@ -127,7 +127,7 @@ class SampledJumpTimes(AbstractJumpTimes):
         t, s = jnp.min(draws), jnp.max(draws)
         return t, t + self.gap * (s - t), s
 
-    def importance_weight(self, t: Scalar, s: Scalar) -> Scalar | None:
+    def importance_weight(self, t: ScalarLike, s: ScalarLike) -> Scalar | None:
         weights = self.sampler.importance_weights(jnp.stack([t, s]))
         return None if weights is None else weights[0] * weights[1]
 
