@@ -156,7 +156,7 @@ def test_equal_configurations_share_the_compiled_update(name):
     first.act(jnp.ones(OBS_DIM), jr.key(3))
     # an equal (not identical) configuration, other initial parameters
     second = agents.make_agent(name, OBS_DIM, ACTION_DIM, jr.key(7), tiny_config(name))
-    assert second.critic.online.optimiser is first.critic.online.optimiser
+    assert second.critic.online.optimiser == first.critic.online.optimiser
     with CountCompilations() as counter:
         jax.block_until_ready(second.update(batch, jr.key(2)))
         second.act(jnp.ones(OBS_DIM), jr.key(3))
@@ -164,9 +164,13 @@ def test_equal_configurations_share_the_compiled_update(name):
 
 
 def test_adam_is_one_object_per_configuration():
-    assert agents.adam(3e-4) is agents.adam(0.0003)
-    assert agents.adam(3e-4, 1.0) is not agents.adam(3e-4)
-    assert agents.adam(3e-4) is not agents.adam(1e-3)
+    # equal settings: equal (and equally hashed) optimisers, one optax transformation, so jit
+    # caches on them; other settings: unequal
+    assert agents.adam(3e-4) == agents.adam(0.0003)
+    assert hash(agents.adam(3e-4)) == hash(agents.adam(0.0003))
+    assert agents.adam(3e-4).transformation() is agents.adam(0.0003).transformation()
+    assert agents.adam(3e-4, 1.0) != agents.adam(3e-4)
+    assert agents.adam(3e-4) != agents.adam(1e-3)
     with pytest.raises(ValueError, match="learning_rate"):
         agents.adam(0.0)
 
