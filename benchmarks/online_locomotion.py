@@ -28,8 +28,7 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-from scipy import stats
+from benchmarks.ogbench_reduced import interval  # the same mean and 95 % t-interval
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -135,16 +134,6 @@ def run_agent(args, agent: str) -> list[dict]:
         copy.write_text(json.dumps(summary, indent=2) + "\n")
         kept.append(summary)
     return kept
-
-
-def interval(values: list[float]) -> dict:
-    """Mean and the half-width of the 95 % Student-t interval over seeds."""
-    values = np.asarray(values, dtype=float)
-    n = len(values)
-    half = (
-        float(stats.t.ppf(0.975, n - 1) * values.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan
-    )
-    return dict(mean=float(values.mean()), ci95=half, n=n, values=values.tolist())
 
 
 def _cell(entry: dict, digits: int) -> str:
