@@ -523,9 +523,6 @@ def summarise(config: RunConfig, header: dict, evals: list, wall_time: float):
     for member, final in zip(members, finals, strict=True):
         groups.setdefault(member.configuration, []).append(final.get(metric, float("nan")))
 
-    def statistics(values):
-        return _statistics(metric, values)
-
     aggregate = dict(
         config=header["run"],
         agent_config=header["agent_config"],
@@ -533,14 +530,14 @@ def summarise(config: RunConfig, header: dict, evals: list, wall_time: float):
         runs=[member.name for member in members],
     )
     if config.sweep:
-        aggregate["final"] = {key: statistics(values) for key, values in groups.items()}
+        aggregate["final"] = {key: _statistics(metric, vals) for key, vals in groups.items()}
     else:
-        aggregate["final"] = statistics(groups[""])
+        aggregate["final"] = _statistics(metric, groups[""])
     aggregate.update(steps=done, time_limit_reached=done < total, wall_time_s=wall_time)
     aggregate["versions"] = versions
     (config.out_dir / "summary.json").write_text(json.dumps(aggregate, indent=2) + "\n")
     for key, values in groups.items():
-        stats = statistics(values)
+        stats = _statistics(metric, values)
         where = f"{config.out_dir}/{key}/seed*" if key else f"{config.out_dir}/seed*"
         label = f" with {key}" if key else ""
         print(
@@ -601,9 +598,7 @@ def join_processes(config: RunConfig) -> RunConfig:
     train.initialize_distributed(config.coordinator, config.num_processes, config.process_id)
     import jax
 
-    count = len(members_of(config))
-    train.process_block(members_of(config))  # the processes must divide the members
-    local = count // jax.process_count()
+    local = len(train.process_block(members_of(config)))  # the processes must divide them
     if local > 1:
         train.seed_sharding(local, jax.local_devices())
     if jax.process_count() == 1:
