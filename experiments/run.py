@@ -57,7 +57,8 @@ class RunConfig:
     """Seed of everything (dataset generation has its own: --data-seed)."""
     num_seeds: int = 1
     """Train seeds seed..seed+N-1 together as one program, sharded over the visible devices (N a multiple of their number); each in OUT_DIR/seed{k}."""
-    sweep: tuple[str, ...] = ()
+    # appended: `--sweep a=1,2 --sweep b=3,4` is the grid of both (a plain tuple would keep the last)
+    sweep: tyro.conf.UseAppendAction[tuple[str, ...]] = ()
     """Float hyperparameters of the agent trained together with the seeds as one program: NAME=V1,V2,... (a field of the agent's configuration, e.g. tau=1,3,10, alpha=3,10, learning_rate=1e-4,3e-4, critic.rho=0,0.5; repeat the flag for a grid). Member (tau=3, seed k) runs in OUT_DIR/tau=3/seed{k}, exactly as a run with --tau 3 --seed k would (to float rounding)."""
     out_dir: Path | None = None
     """Run directory (default runs/{agent}-{env}-seed{seed}; with --num-seeds N, runs/{agent}-{env}-seeds{seed}-{seed+N-1})."""

@@ -192,3 +192,15 @@ def test_run_py_sweeps_tau_as_one_program_and_resumes(tmp_path, capsys):
     assert run.cli([*base, "--sweep", "flow_steps=2,3", "--out-dir", str(tmp_path / "x")]) == 2
     assert "cannot sweep 'flow_steps'" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_run_py_sweep_flags_accumulate_into_a_grid():
+    config, _ = run.parse(
+        ["--agent", "fql", "--sweep", "alpha=3,10", "--sweep", "learning_rate=1e-4,3e-4"]
+    )
+    assert config.sweep == ("alpha=3,10", "learning_rate=1e-4,3e-4")
+    assert [m.name for m in run.members_of(config)][:2] == [
+        "alpha=3,learning_rate=0.0001/seed0",
+        "alpha=3,learning_rate=0.0003/seed0",
+    ]
+    assert len(run.members_of(config)) == 4
