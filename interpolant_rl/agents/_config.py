@@ -18,6 +18,7 @@ import math
 from collections.abc import Iterator
 
 import jax
+import numpy as np
 from jaxtyping import PRNGKeyArray
 
 
@@ -108,7 +109,6 @@ def unsweep(tree):
     to a Python float: the shortest decimal that is the member's float32 value (`0.0003`, not
     `0.00030000001`), so the configuration equals the one written by hand and computes the
     same float32 numbers. Swept fields must hold one value each (0-d arrays)."""
-    import numpy as np  # the float32 value's shortest decimal
 
     def settle(node):
         if not isinstance(node, Hyperparameters):
