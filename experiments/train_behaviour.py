@@ -50,6 +50,12 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--resume", action="store_true", help="continue the SAC run in --out-dir (same options)"
     )
+    parser.add_argument(
+        "--finish",
+        action="store_true",
+        help="train no further: write the index of the interrupted SAC run in --out-dir from "
+        "the snapshots it kept (same options; expert = the last snapshot)",
+    )
     args = parser.parse_args(argv)
     try:
         network = agents.NetworkConfig(args.width, args.depth)
@@ -76,6 +82,7 @@ def main(argv=None) -> int:
                 progress=lambda steps, info: bar.update(steps),
                 resume=args.resume,
                 time_limit_s=args.time_limit,
+                finish=args.finish,
             )
         if index is None:
             print(

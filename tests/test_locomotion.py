@@ -167,6 +167,12 @@ def test_behaviour_policies_build_every_d4rl_style_dataset(tmp_path, capsys):
         **parts,
     )
     assert stopped is None and not (tmp_path / "parts" / "hopper-behaviour.json").exists()
+    # --finish: the interrupted run's index as it stands, its last snapshot the expert
+    finished = train.train_behaviour_policy("hopper", tmp_path / "parts", finish=True, **parts)
+    assert 0 < finished.expert_step == finished.snapshots[-1].step < 60
+    assert finished.config["trained_steps"] == finished.expert_step
+    assert finished.config["schedule"]["online_steps"] == 60
+    assert data.read_behaviour_index(tmp_path / "parts", "hopper") == finished
     resumed = train.train_behaviour_policy("hopper", tmp_path / "parts", resume=True, **parts)
     scores = {s.step: s.normalized_score for s in resumed.snapshots}
     assert {s.step: s.normalized_score for s in index.snapshots}.items() <= scores.items()

@@ -69,6 +69,7 @@ def train_behaviour_policy(
     progress: Callable[[int, dict], None] | None = None,
     resume: bool = False,
     time_limit_s: float | None = None,
+    finish: bool = False,
 ) -> BehaviourIndex | None:
     """Train SAC on the locomotion environment `env` (`"hopper"`, ... or an id such as
     `"Hopper-v5"`) for `online_steps` steps and keep its policy in `out_dir`: a snapshot before
@@ -83,6 +84,10 @@ def train_behaviour_policy(
     and returns `None` without writing the index; `resume=True` continues from `run_dir`'s
     checkpoint with the same arguments, picking up the snapshots already kept (their scores
     from the run's `eval.jsonl`), and writes the index once `online_steps` are done.
+    `finish=True` (same arguments) trains no further and writes the index of an interrupted run
+    from the snapshots it kept: its `expert` is then the last of them, and the index's
+    `config["trained_steps"]` records how far training went (below the planned `online_steps`,
+    which stay in `config["schedule"]`).
 
     **Returns:** the [`BehaviourIndex`][interpolant_rl.data.BehaviourIndex], or `None` when
     `time_limit_s` ended the run first."""
@@ -108,9 +113,9 @@ def train_behaviour_policy(
         )
     ]
 
-    if resume and not (run_dir / "checkpoint.eqx").exists():
-        raise ValueError(f"--resume: no checkpoint in {run_dir}")
-    if resume:  # the snapshots kept before the interruption, scored by their evaluations
+    if (resume or finish) and not (run_dir / "checkpoint.eqx").exists():
+        raise ValueError(f"--{'finish' if finish else 'resume'}: no checkpoint in {run_dir}")
+    if resume or finish:  # the snapshots kept before the interruption, scored by evaluations
         until = read_checkpoint_header(run_dir / "checkpoint.eqx")["step"]
         for row in read_rows(run_dir / "eval.jsonl", until=until):
             file = f"{name}-step{row['step']}.eqx"
@@ -140,21 +145,22 @@ def train_behaviour_policy(
         snapshots[0],
         normalized_score=d4rl_normalized_score(parts["env_id"], initial["episode_return"]),
     )
-    train(
-        agent,
-        None,
-        environment,
-        schedule,
-        run_dir,
-        header=dict(behaviour=dict(env=name, config=repr(config))),
-        progress=progress,
-        eval_metrics=lambda row: dict(
-            normalized_score=d4rl_normalized_score(parts["env_id"], row["episode_return"])
-        ),
-        on_evaluation=keep,
-        resume=resume,
-    )
-    if max(s.step for s in snapshots) < online_steps:  # the time limit came first
+    if not finish:
+        train(
+            agent,
+            None,
+            environment,
+            schedule,
+            run_dir,
+            header=dict(behaviour=dict(env=name, config=repr(config))),
+            progress=progress,
+            eval_metrics=lambda row: dict(
+                normalized_score=d4rl_normalized_score(parts["env_id"], row["episode_return"])
+            ),
+            on_evaluation=keep,
+            resume=resume,
+        )
+    if not finish and max(s.step for s in snapshots) < online_steps:  # the time limit came first
         return None
     snapshots = sorted({s.step: s for s in snapshots}.values(), key=lambda s: s.step)
     medium = next(
@@ -173,6 +179,7 @@ def train_behaviour_policy(
                     sac=dataclasses.asdict(config),
                     schedule=dataclasses.asdict(dataclasses.replace(schedule, time_limit_s=None)),
                     medium_score=medium_score,
+                    trained_steps=snapshots[-1].step,
                 ),
                 default=str,
             )
