@@ -68,7 +68,11 @@ def main(argv=None) -> int:
             raise ValueError(
                 "--online-steps, --evaluation-interval, --evaluation-episodes must be >= 1"
             )
-        with tqdm(total=args.online_steps, unit="step", desc=f"SAC {args.env}") as bar:
+        # no bar for --finish, which trains nothing
+        bar = tqdm(
+            total=args.online_steps, unit="step", desc=f"SAC {args.env}", disable=args.finish
+        )
+        with bar:
             index = train.train_behaviour_policy(
                 args.env,
                 args.out_dir,

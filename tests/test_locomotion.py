@@ -148,6 +148,12 @@ def test_behaviour_policies_build_every_d4rl_style_dataset(tmp_path, capsys):
     )
     assert [s.step for s in index.snapshots] == [0, 20, 40, 60]
     assert (index.medium_step, index.expert_step) == (20, 60)
+    assert set(index.measured) == {"random", "medium", "expert"}
+    assert (
+        index.measured["expert"]["episodes"]
+        == 1
+        == len(index.measured["expert"]["normalized_scores"])
+    )
     assert data.read_behaviour_index(tmp_path / "policies", "hopper") == index
     # in parts: a time limit stops at the first episode end after it (no index yet), --resume
     # continues the same SAC run and keeps the snapshots of both parts
@@ -223,3 +229,26 @@ def test_behaviour_policies_build_every_d4rl_style_dataset(tmp_path, capsys):
     assert run.main(config) == 0
     assert "normalized score" in capsys.readouterr().out
     assert json.loads((tmp_path / "fresh" / "hopper-expert-v2.meta.json").read_text())["size"] == 40
+
+
+def test_the_behaviour_training_command_at_a_tiny_budget(tmp_path, capsys):
+    from experiments import train_behaviour
+
+    tiny = ["--width", "16", "--depth", "1", "--evaluation-episodes", "1"]
+    argv = [
+        *("--env", "hopper", "--out-dir", str(tmp_path / "policies")),
+        *("--online-steps", "40", "--evaluation-interval", "20", "--random-action-steps", "20"),
+        *("--medium-score", "-100", "--datasets", "medium", "--dataset-steps", "30"),
+        *("--data-dir", str(tmp_path / "data"), *tiny),
+    ]
+    assert train_behaviour.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "medium = step 20, expert = step 40" in out
+    assert data.load_locomotion("hopper-medium-v2", tmp_path / "data")[1].size == 30
+    # --finish with no run to finish: one line, exit 2
+    finish = ["--env", "hopper", "--out-dir", str(tmp_path / "none"), "--finish", *tiny]
+    assert train_behaviour.main(finish) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(
+        "train_behaviour.py: error: --finish: no checkpoint"
+    )

@@ -17,12 +17,15 @@ from ._locomotion_datasets import (
     BehaviourIndex as BehaviourIndex,
     BehaviourSnapshot as BehaviourSnapshot,
     default_d4rl_dir as default_d4rl_dir,
+    episode_scores as episode_scores,
     generate_locomotion_dataset as generate_locomotion_dataset,
     load_behaviour_policy as load_behaviour_policy,
     load_locomotion as load_locomotion,
+    measure_behaviour_policy as measure_behaviour_policy,
     read_behaviour_index as read_behaviour_index,
     rollouts as rollouts,
     SHIPPED_BEHAVIOUR_DIR as SHIPPED_BEHAVIOUR_DIR,
+    shipped_behaviour_envs as shipped_behaviour_envs,
 )
 from ._minari import (
     load_d4rl as load_d4rl,

@@ -45,6 +45,7 @@ import numpy as np
 
 from .._files import atomic_write, FileLock, remove_stale_temporaries
 from ..nn import TanhGaussianPolicy
+from ._d4rl_scores import d4rl_normalized_score
 from ._locomotion import make_locomotion_env, parse_locomotion_name
 from ._minari import load_d4rl
 from ._ogbench_generate import check_recorded_spec, default_cache_dir, read_metadata
@@ -52,8 +53,8 @@ from ._transitions import Transitions
 
 
 SHIPPED_BEHAVIOUR_DIR = Path(__file__).parent / "behaviour"
-"""Where the package's own behaviour policies live (none are shipped yet: training them to
-expert takes hours per environment on a CPU; pass your own with `policies_dir`)."""
+"""Where the package's own behaviour policies live (`shipped_behaviour_envs()` lists them); pass
+your own with `policies_dir`."""
 LEVELS = ("random", "medium", "expert")
 
 
@@ -71,8 +72,12 @@ class BehaviourSnapshot:
 class BehaviourIndex:
     """The index `{env}-behaviour.json` of a behaviour run: `env` (`"hopper"`, ...), `obs_dim`,
     `action_dim`, network `width` and `depth`, the run's `seed` and `config` (JSON), the
-    `snapshots` in step order, and the steps of the `medium` and `expert` snapshots (`None`
-    when the run never reached the medium score)."""
+    `snapshots` in step order, the steps of the `medium` and `expert` snapshots (`medium_step`
+    is `None` when the run never reached the medium score), and `measured`: for each level
+    measured when the index was written (`random`, `medium`, `expert`), the per-episode D4RL
+    normalised scores of
+    [`measure_behaviour_policy`][interpolant_rl.data.measure_behaviour_policy] (`episodes`,
+    `seed`, `normalized_scores`, their `mean` and `std`)."""
 
     env: str
     obs_dim: int
@@ -84,6 +89,7 @@ class BehaviourIndex:
     snapshots: tuple[BehaviourSnapshot, ...]
     medium_step: int | None
     expert_step: int
+    measured: dict = dataclasses.field(default_factory=dict)
 
     def snapshot(self, step: int) -> BehaviourSnapshot:
         return next(s for s in self.snapshots if s.step == step)
@@ -94,6 +100,16 @@ class BehaviourIndex:
         if step is None:
             raise ValueError(f"the {self.env} behaviour run never reached its medium score")
         return self.snapshot(step)
+
+
+def shipped_behaviour_envs() -> tuple[str, ...]:
+    """The environments (`"hopper"`, ...) whose behaviour policies the package ships."""
+    return tuple(
+        sorted(
+            p.name.removesuffix("-behaviour.json")
+            for p in SHIPPED_BEHAVIOUR_DIR.glob("*-behaviour.json")
+        )
+    )
 
 
 def behaviour_index_path(directory: str | Path, env: str) -> Path:
@@ -180,6 +196,45 @@ def rollouts(
         if progress is not None and (i + 1) % 1000 == 0:
             progress(1000)
     return columns
+
+
+def episode_scores(network, env, episodes: int, seed: int) -> list[float]:
+    """D4RL normalised scores of `episodes` whole episodes of `network` acting stochastically in
+    `env` as [`rollouts`][interpolant_rl.data.rollouts] does (episode $e$ reset with seed
+    `seed * 1_000_003 + e`, the policy's keys from `jax.random.key(seed + e)`)."""
+    scores = []
+    for episode in range(episodes):
+        key, total, done = jr.key(seed + episode), 0.0, False
+        observation, _ = env.reset(seed=seed * 1_000_003 + episode)
+        while not done:
+            key, action_key = jr.split(key)
+            action = np.asarray(_act(network, jnp.asarray(observation, jnp.float32), action_key))
+            observation, reward, terminated, truncated, _ = env.step(action)
+            total, done = total + float(reward), terminated or truncated
+        scores.append(float(d4rl_normalized_score(env.spec.id, total)))
+    return scores
+
+
+def measure_behaviour_policy(
+    directory: str | Path, index: BehaviourIndex, level: str, episodes: int = 10, seed: int = 0
+) -> dict:
+    r"""Measure the `level` (`"random"`, `"medium"`, `"expert"`) policy of `index` (in
+    `directory`): [`episode_scores`][interpolant_rl.data.episode_scores] of `episodes` episodes
+    from `seed`, the stochastic acting that datasets are rolled out with.
+
+    **Returns:** `dict(episodes, seed, normalized_scores, mean, std)` (`std` the sample standard
+    deviation of one episode's score, 0 for one episode), the record `BehaviourIndex.measured`
+    keeps per level."""
+    network = load_behaviour_policy(directory, index, index.level(level).step)
+    env = make_locomotion_env(f"{index.env}-{level}-v2")
+    scores = episode_scores(network, env, episodes, seed)
+    return dict(
+        episodes=episodes,
+        seed=seed,
+        normalized_scores=scores,
+        mean=float(np.mean(scores)),
+        std=float(np.std(scores, ddof=1)) if episodes > 1 else 0.0,
+    )
 
 
 def _write_hdf5(path: Path, columns: dict[str, np.ndarray]) -> None:

@@ -35,6 +35,7 @@ from ..data import (
 from ..data._locomotion_datasets import (
     BehaviourIndex,
     BehaviourSnapshot,
+    measure_behaviour_policy,
     save_behaviour_snapshot,
     write_behaviour_index,
 )
@@ -76,7 +77,9 @@ def train_behaviour_policy(
     training (step 0, the `random` level) and at every evaluation (`evaluation_interval`
     steps, `evaluation_episodes` episodes measuring D4RL's normalised score), and the index
     `{env}-behaviour.json` naming the `medium` snapshot — the first whose score reaches
-    `medium_score` (default `MEDIUM_SCORES[env]`) — and the `expert` one, the last.
+    `medium_score` (default `MEDIUM_SCORES[env]`) — and the `expert` one, the last, with the
+    `random`, `medium` and `expert` policies each re-measured over `evaluation_episodes` whole
+    episodes ([`measure_behaviour_policy`][interpolant_rl.data.measure_behaviour_policy]).
 
     The SAC run itself (logs, checkpoint) goes to `run_dir` (default `out_dir/sac-{env}`).
     Training to expert takes hours on a CPU, so it can be done in parts: `time_limit_s` stops
@@ -188,5 +191,12 @@ def train_behaviour_policy(
         medium_step=medium,
         expert_step=snapshots[-1].step,
     )
+    # each level re-measured over whole episodes, the record a shipped policy is tested against
+    levels = ("random", "expert") if medium is None else ("random", "medium", "expert")
+    measured = {
+        level: measure_behaviour_policy(out_dir, index, level, evaluation_episodes, seed)
+        for level in levels
+    }
+    index = dataclasses.replace(index, measured=measured)
     write_behaviour_index(out_dir, index)
     return index
