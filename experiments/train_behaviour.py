@@ -56,6 +56,12 @@ def main(argv=None) -> int:
         help="train no further: write the index of the interrupted SAC run in --out-dir from "
         "the snapshots it kept (same options; expert = the last snapshot)",
     )
+    parser.add_argument(
+        "--expert-step",
+        type=int,
+        default=None,
+        help="the snapshot (a step) the index names expert (default: the last, as D4RL)",
+    )
     args = parser.parse_args(argv)
     try:
         network = agents.NetworkConfig(args.width, args.depth)
@@ -87,6 +93,7 @@ def main(argv=None) -> int:
                 resume=args.resume,
                 time_limit_s=args.time_limit,
                 finish=args.finish,
+                expert_step=args.expert_step,
             )
         if index is None:
             print(

@@ -179,6 +179,14 @@ def test_behaviour_policies_build_every_d4rl_style_dataset(tmp_path, capsys):
     assert finished.config["trained_steps"] == finished.expert_step
     assert finished.config["schedule"]["online_steps"] == 60
     assert data.read_behaviour_index(tmp_path / "parts", "hopper") == finished
+    chosen = train.train_behaviour_policy(
+        "hopper", tmp_path / "parts", finish=True, expert_step=0, **parts
+    )
+    assert chosen.expert_step == 0 and chosen.config["expert_choice"] == "step 0, chosen"
+    with pytest.raises(ValueError, match="expert_step 30: no snapshot there"):
+        train.train_behaviour_policy(
+            "hopper", tmp_path / "parts", finish=True, expert_step=30, **parts
+        )
     resumed = train.train_behaviour_policy("hopper", tmp_path / "parts", resume=True, **parts)
     scores = {s.step: s.normalized_score for s in resumed.snapshots}
     assert {s.step: s.normalized_score for s in index.snapshots}.items() <= scores.items()

@@ -71,6 +71,7 @@ def train_behaviour_policy(
     resume: bool = False,
     time_limit_s: float | None = None,
     finish: bool = False,
+    expert_step: int | None = None,
 ) -> BehaviourIndex | None:
     """Train SAC on the locomotion environment `env` (`"hopper"`, ... or an id such as
     `"Hopper-v5"`) for `online_steps` steps and keep its policy in `out_dir`: a snapshot before
@@ -90,7 +91,9 @@ def train_behaviour_policy(
     `finish=True` (same arguments) trains no further and writes the index of an interrupted run
     from the snapshots it kept: its `expert` is then the last of them, and the index's
     `config["trained_steps"]` records how far training went (below the planned `online_steps`,
-    which stay in `config["schedule"]`).
+    which stay in `config["schedule"]`). `expert_step` names another snapshot as the `expert`
+    (D4RL's was the final policy, the default; a shorter or noisier run may end on a poor one),
+    recorded in `config["expert_choice"]`.
 
     **Returns:** the [`BehaviourIndex`][interpolant_rl.data.BehaviourIndex], or `None` when
     `time_limit_s` ended the run first."""
@@ -169,6 +172,12 @@ def train_behaviour_policy(
     medium = next(
         (s.step for s in snapshots if s.step > 0 and s.normalized_score >= medium_score), None
     )
+    if expert_step is not None and expert_step not in {s.step for s in snapshots}:
+        raise ValueError(
+            f"expert_step {expert_step}: no snapshot there (kept: every {evaluation_interval} "
+            f"steps up to {snapshots[-1].step})"
+        )
+    expert = snapshots[-1].step if expert_step is None else expert_step
     index = BehaviourIndex(
         env=name,
         obs_dim=obs_dim,
@@ -183,13 +192,16 @@ def train_behaviour_policy(
                     schedule=dataclasses.asdict(dataclasses.replace(schedule, time_limit_s=None)),
                     medium_score=medium_score,
                     trained_steps=snapshots[-1].step,
+                    expert_choice="last snapshot"
+                    if expert_step is None
+                    else f"step {expert_step}, chosen",
                 ),
                 default=str,
             )
         ),
         snapshots=tuple(snapshots),
         medium_step=medium,
-        expert_step=snapshots[-1].step,
+        expert_step=expert,
     )
     # each level re-measured over whole episodes, the record a shipped policy is tested against
     levels = ("random", "expert") if medium is None else ("random", "medium", "expert")
