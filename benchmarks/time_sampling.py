@@ -10,7 +10,9 @@ The behaviour is a fixed 2-D mixture of four tight Gaussians (one state, observa
 flow a 3x64 [`VelocityField`][interpolant_rl.nn.VelocityField] trained by Adam (1e-3, batch
 256) with the flow agents' own behaviour step,
 [`sampled_flow_matching_step`][interpolant_rl.agents.sampled_flow_matching_step], with
-`UniformTimes()` or `AdaptiveTimeSampler.uniform()` (the `time_sampler="adaptive"` setting).
+`UniformTimes()`, `AdaptiveTimeSampler.uniform()` (look-ahead decrease) or
+`VarianceMinimisingTimeSampler.uniform()` (bins drawn with probability proportional to the root
+of their loss's second moment), each with its default settings.
 The excess of the flow-matching loss over its minimum is exactly
 
 $$\\mathcal L(\\theta) - \\min\\mathcal L = \\mathbb E_{t \\sim U[0,1],\\,x_t}\\,
@@ -18,8 +20,13 @@ $$\\mathcal L(\\theta) - \\min\\mathcal L = \\mathbb E_{t \\sim U[0,1],\\,x_t}\\
 
 with $v^*$ the mixture's exact velocity ([`ExactVelocity`][interpolant_rl.testing.ExactVelocity]),
 estimated every `--every` updates on one fixed set of 8192 $(t, x_0, x_1)$ per seed (the same
-for both samplers). Rows: per sampler and threshold, the updates needed per seed (`null`: not
+for every sampler). Rows: per sampler and threshold, the updates needed per seed (`null`: not
 reached within `--steps`), their median, and the final excess; also the wall time per update.
+For the binned adaptive samplers, also their final bin laws and `final_variance_ratio`: on the
+trained field and 4096 fresh times, the variance of one importance-weighted draw of the
+per-sample loss (`loss`) and the trace of the covariance of its parameter gradient (`gradient`)
+under the sampler's final law, divided by the same under uniform times; below 1 means the law
+has cut that variance.
 """
 
 import argparse
@@ -48,8 +55,12 @@ MIXTURE = GaussianMixture(
     [0.01 * np.eye(2)] * 4,
 )
 THRESHOLDS = (0.1, 0.05, 0.04, 0.035)
-BATCH, EVAL = 256, 8192
-SAMPLERS = {"uniform": obj.UniformTimes(), "adaptive": obj.AdaptiveTimeSampler.uniform()}
+BATCH, EVAL, DIAG = 256, 8192, 4096
+SAMPLERS = {
+    "uniform": obj.UniformTimes(),
+    "adaptive": obj.AdaptiveTimeSampler.uniform(),
+    "variance_minimising": obj.VarianceMinimisingTimeSampler.uniform(),
+}
 
 
 def excess(field, t, x0, x1):
@@ -57,6 +68,33 @@ def excess(field, t, x0, x1):
     exact = jax.vmap(MIXTURE.velocity_field(INTERPOLANT))(t, x_t)
     cond = jnp.zeros((t.shape[0], 1))
     return jnp.mean((jax.vmap(field)(t, x_t, cond) - exact) ** 2)
+
+
+def _per_sample_loss(field, t, x0, x1):
+    x_t = INTERPOLANT.interpolate(x0, x1, t)
+    target = INTERPOLANT.velocity_target(x0, x1, t)
+    return jnp.mean((field(t, x_t, jnp.zeros(1)) - target) ** 2)
+
+
+@eqx.filter_jit
+def variance_ratios(field, sampler, key, x0, x1):
+    """Single-draw variances of the importance-weighted loss and of its gradient (trace of the
+    covariance) with times from `sampler`'s final law, over those with uniform times, on the
+    trained field (one draw of times per row, the same data and noise)."""
+    uniform_key, sampler_key = jr.split(key)
+    n = x0.shape[0]
+
+    def variances(t, w):
+        losses = w * jax.vmap(_per_sample_loss, (None, 0, 0, 0))(field, t, x0, x1)
+        grads = jax.vmap(eqx.filter_grad(_per_sample_loss), (None, 0, 0, 0))(field, t, x0, x1)
+        leaves = jax.tree.leaves(eqx.filter(grads, eqx.is_array))
+        flat = w[:, None] * jnp.concatenate([g.reshape(n, -1) for g in leaves], axis=1)
+        return jnp.var(losses), jnp.sum(jnp.var(flat, axis=0))
+
+    loss_u, grad_u = variances(jr.uniform(uniform_key, (n,)), jnp.ones(n))
+    t = sampler(sampler_key, (n,))
+    loss_p, grad_p = variances(t, sampler.importance_weights(t))
+    return dict(loss=loss_p / loss_u, gradient=grad_p / grad_u)
 
 
 @eqx.filter_jit
@@ -100,17 +138,21 @@ def run(name, seed, steps, every):
         str(level): next(((i + 1) * every for i, e in enumerate(curve) if e <= level), None)
         for level in THRESHOLDS
     }
-    probabilities = (
-        [round(float(p), 3) for p in sampler.probabilities()]
-        if isinstance(sampler, obj.AdaptiveTimeSampler)
+    binned = isinstance(sampler, obj.AbstractBinnedTimeSampler)
+    probabilities = [round(float(p), 3) for p in sampler.probabilities()] if binned else None
+    ratios = (
+        variance_ratios(trained.model, sampler, jr.fold_in(eval_key, 7), x0[:DIAG], x1[:DIAG])
+        if binned
         else None
     )
+    ratios = None if ratios is None else {k: round(float(v), 3) for k, v in ratios.items()}
     return dict(
         reached=reached,
         final=curve[-1],
         curve=curve,
         ms_per_update=1e3 * seconds / max(steps - every, 1),
         final_bin_probabilities=probabilities,
+        final_variance_ratio=ratios,
     )
 
 
@@ -135,6 +177,7 @@ def main():
             final_excess_mean=float(np.mean([r["final"] for r in runs])),
             ms_per_update=float(np.median([r["ms_per_update"] for r in runs])),
             final_bin_probabilities=[r["final_bin_probabilities"] for r in runs],
+            final_variance_ratio=[r["final_variance_ratio"] for r in runs],
             curves=[[round(c, 5) for c in r["curve"]] for r in runs],
         )
     output = dict(
@@ -144,7 +187,8 @@ def main():
         eval_every=args.every,
         seeds=args.seeds,
         thresholds=list(THRESHOLDS),
-        adaptive_settings=dict(num_bins=10, learning_rate=0.05, entropy=1.0, floor=0.25),
+        adaptive_settings=_settings(SAMPLERS["adaptive"], "learning_rate", "entropy", "floor"),
+        variance_minimising_settings=_settings(SAMPLERS["variance_minimising"], "rate", "floor"),
         backend=jax.default_backend(),
         results=results,
     )
@@ -159,6 +203,10 @@ def main():
         for name, r in results.items()
     }
     print(json.dumps(summary, indent=1))
+
+
+def _settings(sampler, *names):
+    return dict(num_bins=sampler.num_bins, **{name: getattr(sampler, name) for name in names})
 
 
 def _median(values):

@@ -1,6 +1,7 @@
-"""Time samplers (issue 16, item 4): the adaptive sampler's importance weights keep every loss's
-expectation equal to the uniform one's, its law keeps its floor, the uniform default reproduces
-the losses as they were, and adaptation moves mass toward the bins whose loss falls most."""
+"""Time samplers (issue 16, item 4): the adaptive samplers' importance weights keep every loss's
+expectation equal to the uniform one's, their laws keep their floor, the uniform default
+reproduces the losses as they were, the look-ahead law moves mass toward the bins whose loss
+falls most, and the variance-minimising law toward p_k proportional to sqrt(E[loss^2 | bin k])."""
 
 import equinox as eqx
 import jax
@@ -21,6 +22,13 @@ VP = ir.VariancePreservingInterpolant()
 BATCH, DIM, OBS = 32, 2, 3
 # a deliberately lopsided state: bin 0 and the last bins favoured, bin 2 starved
 SKEWED = obj.AdaptiveTimeSampler(jnp.array([2.0, 0.0, -3.0, 0.0, 1.0, 0.0, 0.5, 2.5]), floor=0.2)
+# the variance-minimising law in a lopsided state: bins 0 and 6 favoured, bin 2 starved, bin 5
+# never probed (it takes the mean root moment)
+SKEWED_VARIANCE = obj.VarianceMinimisingTimeSampler(
+    jnp.array([4.0, 0.05, 0.0, 0.2, 0.5, 0.0, 3.0, 0.5]),
+    jnp.array([0.5, 0.5, 0.5, 0.5, 0.25, 0.0, 0.3, 0.5]),
+    floor=0.1,
+)
 
 
 @pytest.fixture(scope="module")
@@ -79,24 +87,28 @@ def _losses(problem):
     }
 
 
+@pytest.mark.parametrize("law", ["look_ahead", "variance_minimising"])
 @pytest.mark.parametrize("name", list(_losses((None,) * 4)))
-def test_weighted_objective_is_unbiased(problem, name):
-    """(a) On a fixed network, E[importance-weighted loss] under a skewed adaptive law equals the
-    uniform-time loss's expectation, within 5 standard errors of the Monte-Carlo difference."""
+def test_weighted_objective_is_unbiased(problem, name, law):
+    """(a) On a fixed network, E[importance-weighted loss] under a skewed adaptive law (either
+    adaptation law's sampler) equals the uniform-time loss's expectation, within 5 standard
+    errors of the Monte-Carlo difference."""
+    sampler = {"look_ahead": SKEWED, "variance_minimising": SKEWED_VARIANCE}[law]
     loss = _losses(problem)[name]
     draws = 600
     many = jax.jit(jax.vmap(loss, in_axes=(0, None)))
     uniform = np.asarray(many(jr.split(jr.key(1), draws), obj.UniformTimes()))
-    adaptive = np.asarray(many(jr.split(jr.key(2), draws), SKEWED))
+    adaptive = np.asarray(many(jr.split(jr.key(2), draws), sampler))
     se = np.sqrt(uniform.var(ddof=1) / draws + adaptive.var(ddof=1) / draws)
     assert abs(uniform.mean() - adaptive.mean()) < 5 * se, (uniform.mean(), adaptive.mean(), se)
-    # and the law really is skewed: without the weights the mean moves (flow matching only,
-    # whose error varies most with t)
+    # and the law really is skewed: draws follow the bin law, far from uniform (flow matching
+    # only: the check does not depend on the loss)
     if name == "flow_matching":
-        field, actions, cond, valid = problem
-        t = SKEWED(jr.key(3), (20000,))
+        t = sampler(jr.key(3), (20000,))
         counts = np.bincount(np.asarray(jnp.floor(t * 8), int), minlength=8) / 20000
-        np.testing.assert_allclose(counts, SKEWED.probabilities(), atol=0.02)
+        p = np.asarray(sampler.probabilities())
+        np.testing.assert_allclose(counts, p, atol=0.02)
+        assert p.max() > 2 * p.min() and p.max() > 0.2
 
 
 @given(
@@ -126,6 +138,14 @@ def test_invalid_settings():
         obj.AdaptiveTimeSampler.uniform(4, floor=0.0)
     with pytest.raises(ValueError, match="num_bins"):
         obj.AdaptiveTimeSampler.uniform(0)
+    with pytest.raises(ValueError, match="floor"):
+        obj.VarianceMinimisingTimeSampler.uniform(4, floor=1.5)
+    with pytest.raises(ValueError, match="rate"):
+        obj.VarianceMinimisingTimeSampler.uniform(4, rate=0)
+    with pytest.raises(ValueError, match="num_bins"):
+        obj.VarianceMinimisingTimeSampler.uniform(0)
+    with pytest.raises((ValueError, TypeError), match="mass"):  # TypeError: the jaxtyping hook
+        obj.VarianceMinimisingTimeSampler(jnp.zeros(4), jnp.zeros(3))
     # (under the tests' jaxtyping hook the Literal annotation rejects it first, as a TypeError)
     for name in ("fql", "qam_fql"):
         with pytest.raises((ValueError, TypeError), match="time_sampler"):
@@ -218,18 +238,26 @@ def test_adaptation_prefers_larger_decrease():
     assert p.min() >= sampler.floor / 8
 
 
-def test_fql_carries_and_adapts_the_sampler():
-    """The agent holds the sampler's state and updates it every step (tiny FQL)."""
+@pytest.mark.parametrize(
+    "name, kind",
+    [
+        ("adaptive", obj.AdaptiveTimeSampler),
+        ("variance_minimising", obj.VarianceMinimisingTimeSampler),
+    ],
+)
+def test_fql_carries_and_adapts_the_sampler(name, kind):
+    """The agent holds the sampler's state and updates it every step (tiny FQL), for each
+    adaptive `time_sampler` setting."""
     config = override(
         default_config("fql"),
         width=8,
         depth=1,
         flow_steps=2,
         num_critics=2,
-        time_sampler="adaptive",
+        time_sampler=name,
     )
     agent = make_agent("fql", OBS, DIM, jr.key(0), config)
-    assert isinstance(agent.time_sampler, obj.AdaptiveTimeSampler)
+    assert isinstance(agent.time_sampler, kind)
     keys = jr.split(jr.key(1), 3)
     n, b = 3, 16
     batch = Batch(
@@ -241,8 +269,9 @@ def test_fql_carries_and_adapts_the_sampler():
         jnp.ones((n, b)),
     )
     updated, metrics = agent.update(batch, jr.key(2))
-    logits = np.asarray(updated.time_sampler.logits)
-    assert np.all(np.isfinite(logits)) and not np.allclose(logits, 0.0)
+    state = np.concatenate([np.asarray(leaf) for leaf in jax.tree.leaves(updated.time_sampler)])
+    assert np.all(np.isfinite(state)) and not np.allclose(state, 0.0)
+    assert not np.allclose(updated.time_sampler.probabilities(), 0.1)  # no longer uniform
     assert np.all(np.isfinite(np.asarray(metrics["flow_matching_loss"])))
 
 
@@ -258,3 +287,97 @@ def test_sampled_jump_times_are_ordered_and_weighted():
     np.testing.assert_allclose(skewed.importance_weight(0.05, 0.3), w[0] * w[1], rtol=1e-6)
     with pytest.raises(ValueError, match="gap must lie in"):
         obj.SampledJumpTimes(gap=1.5)
+
+
+@given(
+    moments=st.sampled_from([1, 5, 12]).flatmap(  # few sizes: few compilations
+        lambda k: st.lists(
+            st.tuples(st.floats(0.0, 1e6), st.sampled_from([0.0, 1e-3, 0.5, 1.0])),
+            min_size=k,
+            max_size=k,
+        )
+    ),
+    floor=st.floats(0.01, 1.0),
+)
+def test_variance_minimising_floor_and_bounded_weights(moments, floor):
+    """(b) The variance-minimising law, from any state (unprobed bins, zero moments): p_k >=
+    floor/K, sum p = 1, weights (1/K)/p <= 1/floor."""
+    second, mass = (jnp.asarray(column, dtype=jnp.float32) for column in zip(*moments, strict=True))
+    sampler = obj.VarianceMinimisingTimeSampler(second, mass, floor=floor)
+    k = len(moments)
+    p = np.asarray(sampler.probabilities())
+    assert np.all(np.isfinite(p)) and p.sum() == pytest.approx(1.0, abs=1e-5)
+    assert np.all(p >= floor / k * (1 - 1e-5))
+    w = np.asarray(sampler.importance_weights(sampler(jr.key(0), (256,))))
+    assert np.all(w <= (1 / floor) * (1 + 1e-5)) and np.all(w > 0)
+
+
+def test_variance_minimising_law_follows_root_second_moment():
+    """(d) The variance-minimising law in closed form: after updates on per-bin losses that
+    differ strongly across bins, p = (1 - floor) sqrt(m) / sum sqrt(m) + floor / K, with m the
+    bias-corrected moving average of the loss's second moment (Adam's correction)."""
+    k, rate, floor = 8, 0.1, 0.2
+    scale = jnp.array([0.01, 0.1, 0.3, 1.0, 3.0, 1.0, 0.3, 0.1])  # per-bin loss, 300x apart
+    other = scale[::-1] ** 0.5
+
+    def closed_form(root):
+        return (1 - floor) * root / root.sum() + floor / k
+
+    def errors(per_bin, times):  # a deterministic loss, constant inside each bin
+        return per_bin[jnp.clip(jnp.floor(times * k).astype(int), 0, k - 1)]
+
+    fresh = obj.VarianceMinimisingTimeSampler.uniform(k, rate=rate, floor=floor)
+    np.testing.assert_allclose(fresh.probabilities(), np.full(k, 1 / k), rtol=1e-6)
+    # one step already sees the losses' scale: m = scale^2, p proportional to scale (+ floor)
+    adapt = jax.jit(lambda s, key, per_bin: s.adapt(errors, per_bin, None, key, 64))
+    once = adapt(fresh, jr.key(0), scale)
+    np.testing.assert_allclose(once.moments(), scale**2, rtol=1e-5)
+    np.testing.assert_allclose(once.probabilities(), closed_form(scale), rtol=1e-5)
+
+    # then the losses change: after n more steps m_hat = (a m_old + (1 - a^n) ... ) / mass
+    sampler, distances = once, []
+    for step, key in enumerate(jr.split(jr.key(1), 30), start=1):
+        sampler = adapt(sampler, key, other)
+        decay = (1 - rate) ** step
+        mass = decay * rate + (1 - decay)
+        expected = (decay * rate * scale**2 + (1 - decay) * other**2) / mass
+        np.testing.assert_allclose(sampler.mass, np.full(k, mass), rtol=1e-5)
+        np.testing.assert_allclose(sampler.moments(), expected, rtol=1e-4)
+        p = np.asarray(sampler.probabilities())
+        np.testing.assert_allclose(p, closed_form(jnp.sqrt(expected)), rtol=1e-4)
+        distances.append(np.abs(p - closed_form(other)).sum())
+    assert np.all(np.diff(distances) < 0) and distances[-1] < 0.05 * distances[0]
+
+    # noisy losses loss = scale_k * z, z ~ N(0, 1): E[loss^2 | k] = scale_k^2. A stationary EMA
+    # of per-step means of n probes has variance rate / (2 - rate) * Var(loss^2) / n, with
+    # Var(loss^2) = 2 scale^4: relative sd of m_hat sqrt(rate / (2 - rate) * 2 / n), half that
+    # for sqrt(m_hat); 5 sd, doubled for the ratio sqrt(m_k) / sum_j sqrt(m_j)
+    probes = 1024
+    per_bin = probes // k
+
+    def noisy(key, times):
+        return errors(scale, times) * jr.normal(key, times.shape)
+
+    step = jax.jit(lambda s, key: s.adapt(noisy, jr.fold_in(key, 1), None, key, probes))
+    sampler = fresh
+    for key in jr.split(jr.key(2), 300):
+        sampler = step(sampler, key)
+    sd = 0.5 * np.sqrt(rate / (2 - rate) * 2 / per_bin)
+    np.testing.assert_allclose(np.sqrt(sampler.moments()), scale, rtol=5 * sd)
+    np.testing.assert_allclose(sampler.probabilities(), closed_form(scale), rtol=10 * sd)
+
+
+def test_variance_minimising_sampler_adapts_inside_the_behaviour_step(problem):
+    """The agents' behaviour step carries the variance-minimising sampler's state and updates it
+    (one probe per row, every bin probed), and its loss is the importance-weighted one."""
+    field, actions, cond, valid = problem
+    trained = ir.agents.Trained.create(field, ir.agents.adam(1e-3))
+    batch = Batch(cond, actions, valid, valid, cond, valid)
+    sampler = obj.VarianceMinimisingTimeSampler.uniform(8)
+    _, adapted, loss = ir.agents.sampled_flow_matching_step(trained, sampler, batch, jr.key(5))
+    assert np.all(np.asarray(adapted.mass) == pytest.approx(sampler.rate))
+    assert np.all(np.asarray(adapted.moments()) > 0)
+    expected = obj.flow_matching_loss(
+        LINEAR, field, actions, cond, jr.key(5), weights=valid, time_sampler=sampler
+    )
+    assert loss == pytest.approx(float(expected), rel=1e-6)

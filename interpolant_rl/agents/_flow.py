@@ -20,6 +20,7 @@ from ..objectives import (
     flow_matching_errors,
     flow_matching_loss,
     UniformTimes,
+    VarianceMinimisingTimeSampler,
 )
 from ._agent import AbstractPolicy
 from ._optim import Trained
@@ -109,20 +110,28 @@ def flow_matching_step(
     return behaviour, loss
 
 
-TimeSamplerName = Literal["uniform", "adaptive"]
-"""The flow agents' `time_sampler` setting: `"uniform"` (every paper's) or `"adaptive"`."""
+TimeSamplerName = Literal["uniform", "adaptive", "variance_minimising"]
+"""The flow agents' `time_sampler` setting: `"uniform"` (every paper's), `"adaptive"`
+(look-ahead decrease) or `"variance_minimising"` (bins drawn in proportion to the root second
+moment of their loss)."""
 
 
 def behaviour_time_sampler(name: TimeSamplerName) -> AbstractTimeSampler:
     r"""The time sampler of a behaviour flow's flow matching, by configuration name:
     `"uniform"` is [`UniformTimes`][interpolant_rl.objectives.UniformTimes]`()` (every paper's
     $t \sim U[0, 1)$), `"adaptive"` a fresh
-    [`AdaptiveTimeSampler`][interpolant_rl.objectives.AdaptiveTimeSampler]`.uniform()` with its
-    default settings (10 bins, importance weighted: the same objective)."""
+    [`AdaptiveTimeSampler`][interpolant_rl.objectives.AdaptiveTimeSampler]`.uniform()` and
+    `"variance_minimising"` a fresh
+    [`VarianceMinimisingTimeSampler`][interpolant_rl.objectives.VarianceMinimisingTimeSampler]`.uniform()`,
+    each with its default settings (10 bins, importance weighted: the same objective). Neither
+    adaptive law reached a given flow-matching loss in fewer updates than uniform times on the
+    [benchmark](../benchmarks.md#adaptive-time-sampling-issue-16)."""
     if name == "uniform":
         return UniformTimes()
     if name == "adaptive":
         return AdaptiveTimeSampler.uniform()
+    if name == "variance_minimising":
+        return VarianceMinimisingTimeSampler.uniform()
     raise ValueError(
         f"time_sampler must be one of {', '.join(get_args(TimeSamplerName))}, got {name!r}"
     )

@@ -77,10 +77,12 @@ from ._sac import (
     temperature_loss as temperature_loss,
 )
 from ._time_sampling import (
+    AbstractBinnedTimeSampler as AbstractBinnedTimeSampler,
     AbstractTimeSampler as AbstractTimeSampler,
     AdaptiveTimeSampler as AdaptiveTimeSampler,
     LogitNormalTimes as LogitNormalTimes,
     UniformTimes as UniformTimes,
+    VarianceMinimisingTimeSampler as VarianceMinimisingTimeSampler,
 )
 from ._value import (
     advantage_weights as advantage_weights,
