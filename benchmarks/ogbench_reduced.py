@@ -59,6 +59,25 @@ class Suite:
     agents: tuple[str, ...]
     one_program: bool  # the seeds of an agent trained together (`--num-seeds`)
 
+    def settings(self, agent: str, seed: int) -> dict:
+        """The fields of a run's recorded configuration that make it this benchmark's run."""
+        return dict(
+            agent=agent,
+            env=self.env,
+            seed=seed,
+            offline_steps=self.offline_steps,
+            online_steps=self.online_steps,
+            eval_episodes=self.eval_episodes,
+            dataset_episodes=self.dataset_episodes,
+        )
+
+    def run_arguments(self, args) -> list[str]:
+        """The `run.py` arguments that name this suite's data."""
+        command = ["--dataset-episodes", str(self.dataset_episodes)]
+        if args.data_dir is not None:
+            command += ["--data-dir", str(args.data_dir)]
+        return command
+
 
 _SINGLE = dict(
     dataset_episodes=100,
@@ -87,15 +106,7 @@ SUITES = {
 
 def settings(suite: Suite, agent: str, seed: int) -> dict:
     """The fields of a run's recorded configuration that make it this benchmark's run."""
-    return dict(
-        agent=agent,
-        env=suite.env,
-        seed=seed,
-        offline_steps=suite.offline_steps,
-        online_steps=suite.online_steps,
-        eval_episodes=suite.eval_episodes,
-        dataset_episodes=suite.dataset_episodes,
-    )
+    return suite.settings(agent, seed)
 
 
 def _matches(summary: dict, wanted: dict) -> bool:
@@ -107,16 +118,19 @@ def _copy_path(args, name: str, agent: str, seed: int) -> Path:
     return args.results / "runs" / name / f"{agent}-seed{seed}.json"
 
 
-def finished(args, name: str, agent: str, seeds: list[int]) -> list[dict] | None:
-    """The kept summaries of every seed of (suite, agent), or None if any is missing."""
-    suite = SUITES[name]
+def finished(args, name: str, agent: str, seeds: list[int], suites=None) -> list[dict] | None:
+    """The kept summaries of every seed of (suite, agent), or None if any is missing.
+
+    `suites` (default `SUITES`): another benchmark's suites, each with this module's `Suite`
+    methods `settings(agent, seed)` and `run_arguments(args)` (`benchmarks/d4rl_reduced.py`)."""
+    suite = (SUITES if suites is None else suites)[name]
     summaries = []
     for seed in seeds:
         path = _copy_path(args, name, agent, seed)
         if not path.exists():
             return None
         summary = json.loads(path.read_text())
-        if not _matches(summary, settings(suite, agent, seed)):
+        if not _matches(summary, suite.settings(agent, seed)):
             return None
         summaries.append(summary)
     return summaries
@@ -131,15 +145,13 @@ def _command(args, suite: Suite, agent: str, seed: int, num_seeds: int, out_dir:
         "--seed", str(seed),
         "--num-seeds", str(num_seeds),
         "--out-dir", str(out_dir),
-        "--dataset-episodes", str(suite.dataset_episodes),
         "--offline-steps", str(suite.offline_steps),
         "--online-steps", str(suite.online_steps),
         "--eval-interval", str(suite.eval_interval),
         "--eval-episodes", str(suite.eval_episodes),
         "--workers", str(args.workers),
+        *suite.run_arguments(args),
     ]  # fmt: skip
-    if args.data_dir is not None:
-        command += ["--data-dir", str(args.data_dir)]
     if (out_dir / "checkpoint.eqx").exists():
         command.append("--resume")  # a program stopped part-way continues where it was
     elif out_dir.exists():
@@ -147,17 +159,21 @@ def _command(args, suite: Suite, agent: str, seed: int, num_seeds: int, out_dir:
     return command
 
 
-def run_agent(args, name: str, agent: str) -> list[dict]:
-    """The per-seed summaries of (suite, agent), running what has not finished."""
-    suite = SUITES[name]
-    done = finished(args, name, agent, args.seeds)
+def run_agent(
+    args, name: str, agent: str, suites=None, label: str = "ogbench_reduced"
+) -> list[dict]:
+    """The per-seed summaries of (suite, agent), running what has not finished (`suites` as
+    in `finished`; `label` prefixes the messages)."""
+    suites = SUITES if suites is None else suites
+    suite = suites[name]
+    done = finished(args, name, agent, args.seeds, suites)
     if done is not None:
         return done
     runs_dir = args.runs_dir / name
     if suite.one_program:
         if args.seeds != list(range(args.seeds[0], args.seeds[0] + len(args.seeds))):
             raise SystemExit(
-                f"ogbench_reduced: {name} trains seeds as one program: give consecutive --seeds"
+                f"{label}: {name} trains seeds as one program: give consecutive --seeds"
             )
         out_dir = runs_dir / f"{agent}-seeds{args.seeds[0]}-{args.seeds[-1]}"
         programs = [
@@ -171,10 +187,10 @@ def run_agent(args, name: str, agent: str) -> list[dict]:
     summaries = []
     for seed, num_seeds, out_dir, seed_dirs in programs:
         seeds = list(range(seed, seed + num_seeds))
-        kept = finished(args, name, agent, seeds)
+        kept = finished(args, name, agent, seeds, suites)
         if kept is None:
             command = _command(args, suite, agent, seed, num_seeds, out_dir)
-            print(f"[ogbench_reduced] {name}: {' '.join(command[2:])}", file=sys.stderr, flush=True)
+            print(f"[{label}] {name}: {' '.join(command[2:])}", file=sys.stderr, flush=True)
             subprocess.run(command, check=True)
             kept = []
             for s, seed_dir in zip(seeds, seed_dirs, strict=True):
@@ -197,14 +213,27 @@ def interval(values: list[float]) -> dict:
     return dict(mean=float(values.mean()), ci95=half, n=n, values=values.tolist())
 
 
-def _cell(entry: dict) -> str:
+def _cell(entry: dict, scale: float = 100, digits: int = 0) -> str:
+    """`mean ± half-width` of an `interval`, times `scale` (success in %)."""
     if math.isnan(entry["ci95"]):
-        return f"{100 * entry['mean']:.0f}"
-    return f"{100 * entry['mean']:.0f} ± {100 * entry['ci95']:.0f}"
+        return f"{scale * entry['mean']:.{digits}f}"
+    return f"{scale * entry['mean']:.{digits}f} ± {scale * entry['ci95']:.{digits}f}"
+
+
+def metric_by_step(summary: dict, metric: str) -> dict[int, float]:
+    """A run's evaluations of `metric`, by step."""
+    return {int(row["step"]): float(row[metric]) for row in summary["evaluations"]}
 
 
 def success_by_step(summary: dict) -> dict[int, float]:
-    return {int(row["step"]): float(row["success"]) for row in summary["evaluations"]}
+    return metric_by_step(summary, "success")
+
+
+def write_tables(results: Path, result: dict, lines: list[str]) -> None:
+    """The table as `{results}.json` (`result`) and `{results}.md` (`lines`)."""
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    results.with_suffix(".md").write_text("\n".join(lines))
 
 
 def suite_rows(suite: Suite, summaries: dict[str, list[dict]]) -> dict:
@@ -343,8 +372,7 @@ def report(args) -> dict:
     if aggregates:
         result["cube_single_aggregate"] = dict(suites=list(AGGREGATED), agents=aggregates)
         lines += aggregate_markdown(aggregates)
-    args.results.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    args.results.with_suffix(".md").write_text("\n".join(lines))
+    write_tables(args.results, result, lines)
     return result
 
 
