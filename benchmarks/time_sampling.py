@@ -1,18 +1,35 @@
-"""Adaptive vs uniform flow-matching times on a Gaussian-mixture behaviour-cloning toy (issue 16,
-item 4): how many updates each needs to bring the flow-matching loss within a given excess of
-its minimum.
+"""Adaptive vs uniform flow-matching times on Gaussian-mixture behaviour-cloning toys (issue 16,
+item 4): how many updates each sampler needs to bring the flow-matching loss within a given
+excess of its minimum.
 
-    python benchmarks/time_sampling.py [--seeds 5] [--steps 4000] [--every 100]
+    python benchmarks/time_sampling.py [--problem both] [--seeds 5] [--steps N] [--every 100]
 
-Prints JSON (and writes benchmarks/results/time_sampling.json).
+Prints JSON and writes benchmarks/results/time_sampling.json: the top-level fields are the first
+problem (`four_modes`, as before), the key `narrow_ring` holds the second one in the same layout.
+`--problem four_modes` or `--problem narrow_ring` reruns one of them and keeps the file's other
+section; the default, `both`, runs both (`--steps` then applies to both; by default each
+problem's own budget).
 
-The behaviour is a fixed 2-D mixture of four tight Gaussians (one state, observation 0), the
-flow a 3x64 [`VelocityField`][interpolant_rl.nn.VelocityField] trained by Adam (1e-3, batch
-256) with the flow agents' own behaviour step,
+The problems (one state, observation 0; chosen before any run of the second):
+
+- `four_modes`: a 2-D mixture of four Gaussians (std 0.1, weights 0.4/0.3/0.2/0.1, means
+  (±0.6, ±0.6)); 4000 updates; thresholds 0.1, 0.05, 0.04, 0.035 (fixed).
+- `narrow_ring`: eight equal Gaussians on the circle of radius 0.7 (std 0.02): narrow modes,
+  whose exact velocity is steep near $t = 1$, so that the excess loss below is dominated by
+  times close to the data; 6000 updates. Its thresholds are set by a rule on the uniform
+  sampler's own curves, fixed before the other samplers were run: for each of 25 %, 50 % and
+  75 % of the budget, the median over seeds of the uniform run's best excess so far (its
+  running minimum) at that update, rounded to two significant figures. The uniform sampler
+  therefore reaches them at about 25/50/75 % of its budget by construction; the question is
+  whether another law gets there sooner.
+
+The flow is a 3x64 [`VelocityField`][interpolant_rl.nn.VelocityField] trained by Adam (1e-3,
+batch 256) with the flow agents' own behaviour step,
 [`sampled_flow_matching_step`][interpolant_rl.agents.sampled_flow_matching_step], with
-`UniformTimes()`, `AdaptiveTimeSampler.uniform()` (look-ahead decrease) or
+`UniformTimes()`, `AdaptiveTimeSampler.uniform()` (look-ahead decrease),
 `VarianceMinimisingTimeSampler.uniform()` (bins drawn with probability proportional to the root
-of their loss's second moment), each with its default settings.
+of their loss's second moment) or `GradientNormTimeSampler.uniform()` (proportional to the root
+of their per-sample parameter gradient's second moment), each with its default settings.
 The excess of the flow-matching loss over its minimum is exactly
 
 $$\\mathcal L(\\theta) - \\min\\mathcal L = \\mathbb E_{t \\sim U[0,1],\\,x_t}\\,
@@ -21,7 +38,7 @@ $$\\mathcal L(\\theta) - \\min\\mathcal L = \\mathbb E_{t \\sim U[0,1],\\,x_t}\\
 with $v^*$ the mixture's exact velocity ([`ExactVelocity`][interpolant_rl.testing.ExactVelocity]),
 estimated every `--every` updates on one fixed set of 8192 $(t, x_0, x_1)$ per seed (the same
 for every sampler). Rows: per sampler and threshold, the updates needed per seed (`null`: not
-reached within `--steps`), their median, and the final excess; also the wall time per update.
+reached within the budget), their median, and the final excess; also the wall time per update.
 For the binned adaptive samplers, also their final bin laws and `final_variance_ratio`: on the
 trained field and 4096 fresh times, the variance of one importance-weighted draw of the
 per-sample loss (`loss`) and the trace of the covariance of its parameter gradient (`gradient`)
@@ -30,6 +47,7 @@ has cut that variance.
 """
 
 import argparse
+import functools
 import json
 import time
 from pathlib import Path
@@ -48,26 +66,43 @@ from interpolant_rl.testing import GaussianMixture
 
 
 ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "time_sampling.json"
 INTERPOLANT = ir.LinearInterpolant()
 MIXTURE = GaussianMixture(
     [0.4, 0.3, 0.2, 0.1],
     [[0.6, 0.6], [-0.6, 0.6], [-0.6, -0.6], [0.6, -0.6]],
     [0.01 * np.eye(2)] * 4,
 )
+_ANGLES = 2 * np.pi * np.arange(8) / 8
+RING = GaussianMixture(
+    np.full(8, 1 / 8),
+    0.7 * np.stack([np.cos(_ANGLES), np.sin(_ANGLES)], axis=1),
+    [0.02**2 * np.eye(2)] * 8,
+)
 THRESHOLDS = (0.1, 0.05, 0.04, 0.035)
+THRESHOLD_FRACTIONS = (0.25, 0.5, 0.75)  # narrow_ring: of the uniform sampler's budget
+PROBLEMS = {
+    "four_modes": dict(
+        mixture=MIXTURE,
+        steps=4000,
+        description="2-D mixture of 4 Gaussians (std 0.1), one state; 3x64 VelocityField, Adam 1e-3",
+    ),
+    "narrow_ring": dict(
+        mixture=RING,
+        steps=6000,
+        description=(
+            "2-D mixture of 8 equal Gaussians on the circle of radius 0.7 (std 0.02), one state; "
+            "3x64 VelocityField, Adam 1e-3"
+        ),
+    ),
+}
 BATCH, EVAL, DIAG = 256, 8192, 4096
 SAMPLERS = {
     "uniform": obj.UniformTimes(),
     "adaptive": obj.AdaptiveTimeSampler.uniform(),
     "variance_minimising": obj.VarianceMinimisingTimeSampler.uniform(),
+    "gradient_norm": obj.GradientNormTimeSampler.uniform(),
 }
-
-
-def excess(field, t, x0, x1):
-    x_t = jax.vmap(INTERPOLANT.interpolate)(x0, x1, t)
-    exact = jax.vmap(MIXTURE.velocity_field(INTERPOLANT))(t, x_t)
-    cond = jnp.zeros((t.shape[0], 1))
-    return jnp.mean((jax.vmap(field)(t, x_t, cond) - exact) ** 2)
 
 
 def _per_sample_loss(field, t, x0, x1):
@@ -97,25 +132,40 @@ def variance_ratios(field, sampler, key, x0, x1):
     return dict(loss=loss_p / loss_u, gradient=grad_p / grad_u)
 
 
-@eqx.filter_jit
-def train_chunk(trained, sampler, key, steps):
-    arrays, static = eqx.partition((trained, sampler), eqx.is_array)
+@functools.cache
+def compiled(problem):
+    """The problem's jitted `(exact, excess, train_chunk)`, its mixture a constant of both."""
+    mixture = PROBLEMS[problem]["mixture"]
 
-    def body(arrays, key):
-        trained, sampler = eqx.combine(arrays, static)
-        data_key, step_key = jr.split(key)
-        actions = MIXTURE.sample(data_key, BATCH)
-        zeros = jnp.zeros((BATCH, 1))
-        ones = jnp.ones(BATCH)
-        batch = Batch(zeros, actions, ones, ones, zeros, ones)
-        trained, sampler, loss = sampled_flow_matching_step(trained, sampler, batch, step_key)
-        return eqx.filter((trained, sampler), eqx.is_array), loss
+    def exact(t, x0, x1):
+        x_t = jax.vmap(INTERPOLANT.interpolate)(x0, x1, t)
+        return x_t, jax.vmap(mixture.velocity_field(INTERPOLANT))(t, x_t)
 
-    arrays, _ = jax.lax.scan(body, arrays, jr.split(key, steps))
-    return eqx.combine(arrays, static)
+    def excess(field, t, x_t, exact):
+        cond = jnp.zeros((t.shape[0], 1))
+        return jnp.mean((jax.vmap(field)(t, x_t, cond) - exact) ** 2)
+
+    def train_chunk(trained, sampler, key, steps):
+        arrays, static = eqx.partition((trained, sampler), eqx.is_array)
+
+        def body(arrays, key):
+            trained, sampler = eqx.combine(arrays, static)
+            data_key, step_key = jr.split(key)
+            actions = mixture.sample(data_key, BATCH)
+            zeros = jnp.zeros((BATCH, 1))
+            ones = jnp.ones(BATCH)
+            batch = Batch(zeros, actions, ones, ones, zeros, ones)
+            trained, sampler, loss = sampled_flow_matching_step(trained, sampler, batch, step_key)
+            return eqx.filter((trained, sampler), eqx.is_array), loss
+
+        arrays, _ = jax.lax.scan(body, arrays, jr.split(key, steps))
+        return eqx.combine(arrays, static)
+
+    return jax.jit(exact), eqx.filter_jit(excess), eqx.filter_jit(train_chunk)
 
 
-def run(name, seed, steps, every):
+def run(problem, name, seed, steps, every):
+    exact, evaluate, train_chunk = compiled(problem)
     init_key, eval_key, train_key = jr.split(jr.key(seed), 3)
     field = VelocityField(2, 1, 64, 3, key=init_key)
     trained = Trained.create(field, adam(1e-3))
@@ -123,8 +173,11 @@ def run(name, seed, steps, every):
     t_key, x0_key, x1_key = jr.split(eval_key, 3)
     t = jr.uniform(t_key, (EVAL,))
     x0 = jr.normal(x0_key, (EVAL, 2))
-    x1 = MIXTURE.sample(x1_key, EVAL)
-    evaluate = eqx.filter_jit(excess)
+    x1 = PROBLEMS[problem]["mixture"].sample(x1_key, EVAL)
+    # the exact velocities once per run, not at every evaluation: jaxlib's batched LAPACK
+    # kernels (the mixture's 2x2 solves) deadlocked now and then on two CPU cores, two of them
+    # waiting on the same small thread pool
+    x_t, targets = jax.block_until_ready(exact(t, x0, x1))
     curve = []
     seconds = 0.0
     for chunk, key in enumerate(jr.split(train_key, steps // every)):
@@ -133,11 +186,7 @@ def run(name, seed, steps, every):
         jax.block_until_ready(trained)
         if chunk > 0:  # the first chunk compiles
             seconds += time.perf_counter() - start
-        curve.append(float(evaluate(trained.model, t, x0, x1)))
-    reached = {
-        str(level): next(((i + 1) * every for i, e in enumerate(curve) if e <= level), None)
-        for level in THRESHOLDS
-    }
+        curve.append(float(evaluate(trained.model, t, x_t, targets)))
     binned = isinstance(sampler, obj.AbstractBinnedTimeSampler)
     probabilities = [round(float(p), 3) for p in sampler.probabilities()] if binned else None
     ratios = (
@@ -147,7 +196,6 @@ def run(name, seed, steps, every):
     )
     ratios = None if ratios is None else {k: round(float(v), 3) for k, v in ratios.items()}
     return dict(
-        reached=reached,
         final=curve[-1],
         curve=curve,
         ms_per_update=1e3 * seconds / max(steps - every, 1),
@@ -156,22 +204,37 @@ def run(name, seed, steps, every):
     )
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=4000)
-    parser.add_argument("--every", type=int, default=100)
-    args = parser.parse_args()
-    results = {}
+def ruled_thresholds(uniform_runs, steps, every):
+    """The narrow_ring rule: per fraction q of the budget, the median over seeds of the uniform
+    run's running-minimum excess at update q * steps, to two significant figures."""
+    best = np.minimum.accumulate(np.array([r["curve"] for r in uniform_runs]), axis=1)
+    columns = [max(round(q * steps / every) - 1, 0) for q in THRESHOLD_FRACTIONS]
+    return tuple(float(f"{np.median(best[:, c]):.2g}") for c in columns)
+
+
+def solve(problem, seeds, steps, every):
+    """Every sampler on `problem`: its JSON section (thresholds, rows, curves)."""
+    results, thresholds = {}, THRESHOLDS if problem == "four_modes" else None
     for name in SAMPLERS:
-        runs = [run(name, seed, args.steps, args.every) for seed in range(args.seeds)]
+        runs = [run(problem, name, seed, steps, every) for seed in range(seeds)]
+        if thresholds is None:  # uniform runs first: the rule reads its curves
+            thresholds = ruled_thresholds(runs, steps, every)
+        reached = [
+            {
+                str(level): next(
+                    ((i + 1) * every for i, e in enumerate(r["curve"]) if e <= level), None
+                )
+                for level in thresholds
+            }
+            for r in runs
+        ]
         results[name] = dict(
             updates_to_reach={
                 str(level): dict(
-                    per_seed=[r["reached"][str(level)] for r in runs],
-                    median=_median([r["reached"][str(level)] for r in runs]),
+                    per_seed=[x[str(level)] for x in reached],
+                    median=_median([x[str(level)] for x in reached]),
                 )
-                for level in THRESHOLDS
+                for level in thresholds
             },
             final_excess=[round(r["final"], 5) for r in runs],
             final_excess_mean=float(np.mean([r["final"] for r in runs])),
@@ -180,28 +243,62 @@ def main():
             final_variance_ratio=[r["final_variance_ratio"] for r in runs],
             curves=[[round(c, 5) for c in r["curve"]] for r in runs],
         )
-    output = dict(
-        problem="2-D mixture of 4 Gaussians (std 0.1), one state; 3x64 VelocityField, Adam 1e-3",
+    section = dict(
+        problem=PROBLEMS[problem]["description"],
         batch=BATCH,
-        steps=args.steps,
-        eval_every=args.every,
-        seeds=args.seeds,
-        thresholds=list(THRESHOLDS),
+        steps=steps,
+        eval_every=every,
+        seeds=seeds,
+        thresholds=list(thresholds),
+    )
+    if problem != "four_modes":
+        section["threshold_rule"] = (
+            "median over seeds of the uniform sampler's running-minimum excess at "
+            f"{', '.join(f'{q:.0%}' for q in THRESHOLD_FRACTIONS)} of the budget, "
+            "two significant figures"
+        )
+    return dict(
+        section,
         adaptive_settings=_settings(SAMPLERS["adaptive"], "learning_rate", "entropy", "floor"),
         variance_minimising_settings=_settings(SAMPLERS["variance_minimising"], "rate", "floor"),
+        gradient_norm_settings=_settings(SAMPLERS["gradient_norm"], "rate", "floor", "max_probes"),
         backend=jax.default_backend(),
         results=results,
     )
-    path = ROOT / "benchmarks" / "results" / "time_sampling.json"
-    path.write_text(json.dumps(output, indent=1) + "\n")
-    summary = {
-        name: dict(
-            updates_to_reach={k: v for k, v in r["updates_to_reach"].items()},
-            final_excess_mean=r["final_excess_mean"],
-            ms_per_update=r["ms_per_update"],
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--problem", choices=["both", *PROBLEMS], default="both")
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=None, help="default: each problem's own")
+    parser.add_argument("--every", type=int, default=100)
+    args = parser.parse_args()
+    problems = list(PROBLEMS) if args.problem == "both" else [args.problem]
+    output = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    summary = {}
+    for problem in problems:
+        steps = args.steps or PROBLEMS[problem]["steps"]
+        section = solve(problem, args.seeds, steps, args.every)
+        if problem == "four_modes":
+            output = dict(section, narrow_ring=output.get("narrow_ring"))
+        else:
+            output[problem] = section
+        summary[problem] = dict(
+            thresholds=section["thresholds"],
+            **{
+                name: dict(
+                    updates_to_reach={k: v for k, v in r["updates_to_reach"].items()},
+                    final_excess_mean=r["final_excess_mean"],
+                    ms_per_update=r["ms_per_update"],
+                    gradient_variance_ratio=[
+                        None if v is None else v["gradient"] for v in r["final_variance_ratio"]
+                    ],
+                )
+                for name, r in section["results"].items()
+            },
         )
-        for name, r in results.items()
-    }
+        RESULTS.write_text(json.dumps(output, indent=1) + "\n")
     print(json.dumps(summary, indent=1))
 
 

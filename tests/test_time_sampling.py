@@ -1,7 +1,8 @@
 """Time samplers (issue 16, item 4): the adaptive samplers' importance weights keep every loss's
 expectation equal to the uniform one's, their laws keep their floor, the uniform default
 reproduces the losses as they were, the look-ahead law moves mass toward the bins whose loss
-falls most, and the variance-minimising law toward p_k proportional to sqrt(E[loss^2 | bin k])."""
+falls most, the variance-minimising law toward p_k proportional to sqrt(E[loss^2 | bin k]), and
+the gradient-norm law toward p_k proportional to sqrt(E[|grad_theta loss|^2 | bin k])."""
 
 import equinox as eqx
 import jax
@@ -29,6 +30,15 @@ SKEWED_VARIANCE = obj.VarianceMinimisingTimeSampler(
     jnp.array([0.5, 0.5, 0.5, 0.5, 0.25, 0.0, 0.3, 0.5]),
     floor=0.1,
 )
+# the gradient-norm law in the same lopsided state (its state has the same shape and law)
+SKEWED_GRADIENT = obj.GradientNormTimeSampler(
+    SKEWED_VARIANCE.second_moments, SKEWED_VARIANCE.mass, floor=0.1
+)
+SKEWED_LAWS = {
+    "look_ahead": SKEWED,
+    "variance_minimising": SKEWED_VARIANCE,
+    "gradient_norm": SKEWED_GRADIENT,
+}
 
 
 @pytest.fixture(scope="module")
@@ -87,13 +97,13 @@ def _losses(problem):
     }
 
 
-@pytest.mark.parametrize("law", ["look_ahead", "variance_minimising"])
+@pytest.mark.parametrize("law", list(SKEWED_LAWS))
 @pytest.mark.parametrize("name", list(_losses((None,) * 4)))
 def test_weighted_objective_is_unbiased(problem, name, law):
-    """(a) On a fixed network, E[importance-weighted loss] under a skewed adaptive law (either
+    """(a) On a fixed network, E[importance-weighted loss] under a skewed adaptive law (each
     adaptation law's sampler) equals the uniform-time loss's expectation, within 5 standard
     errors of the Monte-Carlo difference."""
-    sampler = {"look_ahead": SKEWED, "variance_minimising": SKEWED_VARIANCE}[law]
+    sampler = SKEWED_LAWS[law]
     loss = _losses(problem)[name]
     draws = 600
     many = jax.jit(jax.vmap(loss, in_axes=(0, None)))
@@ -146,6 +156,14 @@ def test_invalid_settings():
         obj.VarianceMinimisingTimeSampler.uniform(0)
     with pytest.raises((ValueError, TypeError), match="mass"):  # TypeError: the jaxtyping hook
         obj.VarianceMinimisingTimeSampler(jnp.zeros(4), jnp.zeros(3))
+    with pytest.raises(ValueError, match="floor"):
+        obj.GradientNormTimeSampler.uniform(4, floor=0.0)
+    with pytest.raises(ValueError, match="rate"):
+        obj.GradientNormTimeSampler.uniform(4, rate=1.5)
+    with pytest.raises((ValueError, TypeError), match="max_probes"):
+        obj.GradientNormTimeSampler.uniform(4, max_probes=0)
+    with pytest.raises((ValueError, TypeError), match="mass"):
+        obj.GradientNormTimeSampler(jnp.zeros(4), jnp.zeros(5))
     # (under the tests' jaxtyping hook the Literal annotation rejects it first, as a TypeError)
     for name in ("fql", "qam_fql"):
         with pytest.raises((ValueError, TypeError), match="time_sampler"):
@@ -243,6 +261,7 @@ def test_adaptation_prefers_larger_decrease():
     [
         ("adaptive", obj.AdaptiveTimeSampler),
         ("variance_minimising", obj.VarianceMinimisingTimeSampler),
+        ("gradient_norm", obj.GradientNormTimeSampler),
     ],
 )
 def test_fql_carries_and_adapts_the_sampler(name, kind):
@@ -298,12 +317,13 @@ def test_sampled_jump_times_are_ordered_and_weighted():
         )
     ),
     floor=st.floats(0.01, 1.0),
+    kind=st.sampled_from([obj.VarianceMinimisingTimeSampler, obj.GradientNormTimeSampler]),
 )
-def test_variance_minimising_floor_and_bounded_weights(moments, floor):
-    """(b) The variance-minimising law, from any state (unprobed bins, zero moments): p_k >=
-    floor/K, sum p = 1, weights (1/K)/p <= 1/floor."""
+def test_variance_minimising_floor_and_bounded_weights(moments, floor, kind):
+    """(b) The variance-minimising and gradient-norm laws, from any state (unprobed bins, zero
+    moments): p_k >= floor/K, sum p = 1, weights (1/K)/p <= 1/floor."""
     second, mass = (jnp.asarray(column, dtype=jnp.float32) for column in zip(*moments, strict=True))
-    sampler = obj.VarianceMinimisingTimeSampler(second, mass, floor=floor)
+    sampler = kind(second, mass, floor=floor)
     k = len(moments)
     p = np.asarray(sampler.probabilities())
     assert np.all(np.isfinite(p)) and p.sum() == pytest.approx(1.0, abs=1e-5)
@@ -381,3 +401,102 @@ def test_variance_minimising_sampler_adapts_inside_the_behaviour_step(problem):
         LINEAR, field, actions, cond, jr.key(5), weights=valid, time_sampler=sampler
     )
     assert loss == pytest.approx(float(expected), rel=1e-6)
+
+
+def _bin_of(times, k):
+    return jnp.clip(jnp.floor(times * k).astype(int), 0, k - 1)
+
+
+def test_gradient_norm_law_follows_root_gradient_second_moment():
+    """(d) The gradient-norm law in closed form on linear models, where the per-sample
+    parameter gradient is analytic: p = (1 - floor) sqrt(G) / sum sqrt(G) + floor / K with G_k
+    the bias-corrected moving average of E[|grad_theta loss|^2 | bin k]."""
+    k, dim, rate, floor = 8, 3, 0.1, 0.2
+    # per-bin directions whose norms differ 30x: loss = (c_k + e_row) . theta, gradient c_k + e_row
+    norms = jnp.array([0.1, 0.3, 1.0, 3.0, 1.0, 0.5, 0.2, 2.0])
+    directions = jr.normal(jr.key(0), (k, dim))
+    c = norms[:, None] * directions / jnp.linalg.norm(directions, axis=1, keepdims=True)
+    theta = jr.normal(jr.key(1), (dim,))
+
+    def closed_form(root):
+        return (1 - floor) * root / root.sum() + floor / k
+
+    # rows >= 16 would add a huge offset: only max_probes = 16 rows may be used
+    offsets = jnp.where(jnp.arange(64)[:, None] < 16, 0.0, 100.0) * jnp.ones(dim)
+
+    def linear(theta, times, rows=None):
+        rows = jnp.arange(times.shape[0]) if rows is None else rows
+        return jnp.sum((c[_bin_of(times, k)] + offsets[rows]) * theta, axis=-1)
+
+    fresh = obj.GradientNormTimeSampler.uniform(k, rate=rate, floor=floor, max_probes=16)
+    once = jax.jit(lambda s, key: s.adapt(linear, theta, None, key, 64))(fresh, jr.key(2))
+    np.testing.assert_allclose(once.mass, np.full(k, rate), rtol=1e-6)  # 2 probes per bin
+    np.testing.assert_allclose(once.moments(), norms**2, rtol=1e-5)
+    np.testing.assert_allclose(once.probabilities(), closed_form(norms), rtol=1e-5)
+
+    # a squared residual with fresh per-row noise each step: loss = (c_k . theta + s z_row)^2 / 2,
+    # gradient (c_k . theta + s z) c_k, so G_k = ((c_k . theta)^2 + s^2) |c_k|^2. The bin mean
+    # of n probes of (a + s z)^2 has variance (4 a^2 s^2 + 2 s^4) / n; a stationary EMA of such
+    # means multiplies it by rate / (2 - rate). Relative sd of G_hat from that, half for its
+    # root; 5 sd per bin, doubled for the ratio sqrt(G_k) / sum_j sqrt(G_j).
+    s_noise, probes = 0.5, 512
+    per_bin = probes // k
+    mean = c @ theta
+    expected = (mean**2 + s_noise**2) * norms**2
+
+    def step(sampler, key):
+        z = s_noise * jr.normal(jr.fold_in(key, 1), (probes,))
+
+        def residual(theta, times, rows=None):
+            rows = jnp.arange(times.shape[0]) if rows is None else rows
+            return 0.5 * (c[_bin_of(times, k)] @ theta + z[rows]) ** 2
+
+        return sampler.adapt(residual, theta, None, key, probes)
+
+    step = jax.jit(step)
+    sampler = obj.GradientNormTimeSampler.uniform(k, rate=rate, floor=floor, max_probes=probes)
+    for key in jr.split(jr.key(3), 300):
+        sampler = step(sampler, key)
+    variance = 4 * mean**2 * s_noise**2 + 2 * s_noise**4
+    sd = 0.5 * np.sqrt(rate / (2 - rate) * variance / per_bin) / (mean**2 + s_noise**2)
+    np.testing.assert_array_less(np.abs(np.sqrt(sampler.moments()) / np.sqrt(expected) - 1), 5 * sd)
+    p = np.asarray(sampler.probabilities())
+    np.testing.assert_allclose(p, closed_form(jnp.sqrt(expected)), rtol=10 * float(sd.max()))
+    assert p.argmax() == int(jnp.argmax(expected)) and p.argmin() == int(jnp.argmin(expected))
+
+
+def test_gradient_norm_sampler_adapts_inside_the_behaviour_step(problem):
+    """The agents' behaviour step gives the gradient-norm law the flow's per-sample gradients:
+    after one step from a fresh state its per-bin averages are the bin means of
+    |grad_theta loss_i|^2 over the probes, recomputed here from the rows of the Jacobian of the
+    whole probe batch's errors (errors are row-wise, so row i is sample i's gradient)."""
+    from interpolant_rl.objectives._time_sampling import _shifted_probes
+
+    field, actions, cond, valid = problem
+    trained = ir.agents.Trained.create(field, ir.agents.adam(1e-3))
+    batch = Batch(cond, actions, valid, valid, cond, valid)
+    sampler = obj.GradientNormTimeSampler.uniform(8, max_probes=24)
+    key = jr.key(5)
+    _, adapted, loss = ir.agents.sampled_flow_matching_step(trained, sampler, batch, key)
+    expected_loss = obj.flow_matching_loss(
+        LINEAR, field, actions, cond, key, weights=valid, time_sampler=sampler
+    )
+    assert loss == pytest.approx(float(expected_loss), rel=1e-6)
+
+    probe_key, noise_key = jr.split(jr.fold_in(key, 1))
+    bins, times = _shifted_probes(probe_key, 8, 24)
+    noise = jr.normal(noise_key, actions.shape)[:24]
+    params, static = eqx.partition(field, eqx.is_inexact_array)
+
+    def errors(params):
+        model = eqx.combine(params, static)
+        per_sample = obj.flow_matching_errors(LINEAR, model, actions[:24], cond[:24], times, noise)
+        return per_sample * valid[:24]
+
+    jacobian = jax.jacrev(errors)(params)
+    square = sum(
+        np.sum(np.asarray(j).reshape(24, -1) ** 2, axis=1) for j in jax.tree.leaves(jacobian)
+    )
+    per_bin = np.array([square[np.asarray(bins) == b].mean() for b in range(8)])
+    np.testing.assert_allclose(adapted.mass, np.full(8, sampler.rate), rtol=1e-6)
+    np.testing.assert_allclose(adapted.moments(), per_bin, rtol=1e-4)

@@ -19,6 +19,7 @@ from ..objectives import (
     AdaptiveTimeSampler,
     flow_matching_errors,
     flow_matching_loss,
+    GradientNormTimeSampler,
     UniformTimes,
     VarianceMinimisingTimeSampler,
 )
@@ -110,10 +111,11 @@ def flow_matching_step(
     return behaviour, loss
 
 
-TimeSamplerName = Literal["uniform", "adaptive", "variance_minimising"]
+TimeSamplerName = Literal["uniform", "adaptive", "variance_minimising", "gradient_norm"]
 """The flow agents' `time_sampler` setting: `"uniform"` (every paper's), `"adaptive"`
-(look-ahead decrease) or `"variance_minimising"` (bins drawn in proportion to the root second
-moment of their loss)."""
+(look-ahead decrease), `"variance_minimising"` (bins drawn in proportion to the root second
+moment of their loss) or `"gradient_norm"` (in proportion to the root second moment of their
+per-sample parameter gradient)."""
 
 
 def behaviour_time_sampler(name: TimeSamplerName) -> AbstractTimeSampler:
@@ -122,16 +124,19 @@ def behaviour_time_sampler(name: TimeSamplerName) -> AbstractTimeSampler:
     $t \sim U[0, 1)$), `"adaptive"` a fresh
     [`AdaptiveTimeSampler`][interpolant_rl.objectives.AdaptiveTimeSampler]`.uniform()` and
     `"variance_minimising"` a fresh
-    [`VarianceMinimisingTimeSampler`][interpolant_rl.objectives.VarianceMinimisingTimeSampler]`.uniform()`,
-    each with its default settings (10 bins, importance weighted: the same objective). Neither
-    adaptive law reached a given flow-matching loss in fewer updates than uniform times on the
-    [benchmark](../benchmarks.md#adaptive-time-sampling-issue-16)."""
+    [`VarianceMinimisingTimeSampler`][interpolant_rl.objectives.VarianceMinimisingTimeSampler]`.uniform()`
+    and `"gradient_norm"` a fresh
+    [`GradientNormTimeSampler`][interpolant_rl.objectives.GradientNormTimeSampler]`.uniform()`,
+    each with its default settings (10 bins, importance weighted: the same objective). Which to
+    use when, as measured: the [benchmark](../benchmarks.md#adaptive-time-sampling-issue-16)."""
     if name == "uniform":
         return UniformTimes()
     if name == "adaptive":
         return AdaptiveTimeSampler.uniform()
     if name == "variance_minimising":
         return VarianceMinimisingTimeSampler.uniform()
+    if name == "gradient_norm":
+        return GradientNormTimeSampler.uniform()
     raise ValueError(
         f"time_sampler must be one of {', '.join(get_args(TimeSamplerName))}, got {name!r}"
     )
@@ -149,7 +154,8 @@ def sampled_flow_matching_step(
     [`adapt`][interpolant_rl.objectives.AbstractTimeSampler.adapt] to the step: its probes are
     the per-sample errors ([`flow_matching_errors`][interpolant_rl.objectives.flow_matching_errors])
     of the flow before and after the step on this batch, one fresh noise per row, invalid
-    chunks at zero. The loss uses `key` itself (as
+    chunks at zero (any subset of rows on request, for the per-sample gradients of
+    [`GradientNormTimeSampler`][interpolant_rl.objectives.GradientNormTimeSampler]). The loss uses `key` itself (as
     [`flow_matching_step`][interpolant_rl.agents.flow_matching_step] does), the probes
     `jax.random.fold_in(key, 1)`; a stateless sampler such as `UniformTimes` is returned
     unchanged and costs no probe.
@@ -172,12 +178,14 @@ def sampled_flow_matching_step(
     new_behaviour, loss = behaviour.minimise(loss_fn)
     probe_key, noise_key = jr.split(jr.fold_in(key, 1))
 
-    def errors(field, times):  # the same noise at every call
+    def errors(field, times, rows=None):  # the same noise at every call; `rows`: a subset
         noise = jr.normal(noise_key, batch.actions.shape, dtype=batch.actions.dtype)
-        per_sample = flow_matching_errors(
-            interpolant, field, batch.actions, batch.observations, times, noise
+        data = (batch.actions, batch.observations, noise, batch.valid)
+        actions, observations, noise, valid = (
+            data if rows is None else jax.tree.map(lambda x: x[rows], data)
         )
-        return per_sample * batch.valid
+        per_sample = flow_matching_errors(interpolant, field, actions, observations, times, noise)
+        return per_sample * valid
 
     time_sampler = time_sampler.adapt(
         errors, behaviour.model, new_behaviour.model, probe_key, batch.actions.shape[0]

@@ -3,9 +3,13 @@ r"""FQL — flow Q-learning.
 Algorithm box, per update:
 
 1. **Critic.** TD with $a' = \operatorname{clip}(\mu_\omega(s', z))$ from the one-step policy.
-2. **Behaviour flow.** $f_\beta \leftarrow$ one flow-matching step on the data (times uniform;
-   `time_sampler="adaptive"`: drawn by an importance-weighted
-   [`AdaptiveTimeSampler`][interpolant_rl.objectives.AdaptiveTimeSampler], adapted every step).
+2. **Behaviour flow.** $f_\beta \leftarrow$ one flow-matching step on the data (times uniform by
+   default; `time_sampler="adaptive"`, `"variance_minimising"` or `"gradient_norm"`: drawn by an
+   importance-weighted
+   [`AdaptiveTimeSampler`][interpolant_rl.objectives.AdaptiveTimeSampler],
+   [`VarianceMinimisingTimeSampler`][interpolant_rl.objectives.VarianceMinimisingTimeSampler] or
+   [`GradientNormTimeSampler`][interpolant_rl.objectives.GradientNormTimeSampler], adapted every
+   step; see [`behaviour_time_sampler`][interpolant_rl.agents.behaviour_time_sampler]).
 3. **One-step policy.** $\mu_\omega \leftarrow$ one step on
    $\alpha\,\|\mu_\omega(s, z) - \mathrm{ODE}_{f_\beta}(s, z)\|^2 - Q(s, \mu_\omega(s, z))$
    ([`one_step_distillation_loss`][interpolant_rl.objectives.one_step_distillation_loss]):

@@ -80,6 +80,7 @@ from ._time_sampling import (
     AbstractBinnedTimeSampler as AbstractBinnedTimeSampler,
     AbstractTimeSampler as AbstractTimeSampler,
     AdaptiveTimeSampler as AdaptiveTimeSampler,
+    GradientNormTimeSampler as GradientNormTimeSampler,
     LogitNormalTimes as LogitNormalTimes,
     UniformTimes as UniformTimes,
     VarianceMinimisingTimeSampler as VarianceMinimisingTimeSampler,

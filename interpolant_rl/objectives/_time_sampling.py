@@ -20,7 +20,10 @@ its own adaptation law:
 currently falls fastest (look-ahead decrease), and
 [`VarianceMinimisingTimeSampler`][interpolant_rl.objectives.VarianceMinimisingTimeSampler]
 toward $p_k \propto \sqrt{\mathbb E[\ell^2 \mid k]}$, the proposal that minimises the variance
-of the importance-weighted loss estimate.
+of the importance-weighted loss estimate, and
+[`GradientNormTimeSampler`][interpolant_rl.objectives.GradientNormTimeSampler] toward
+$p_k \propto \sqrt{\mathbb E[\|\nabla_\theta \ell\|^2 \mid k]}$, the proposal that minimises the
+variance of the importance-weighted *gradient* estimate (what stochastic gradient descent feels).
 """
 
 import abc
@@ -81,8 +84,13 @@ class AbstractTimeSampler(eqx.Module):
         r"""The sampler after one training step from model `before` to model `after`.
 
         `errors(model, times)` returns the per-sample losses of `model` at `num_probes` given
-        times (on fixed data and noise, the same for both calls). Samplers without state return
-        themselves and never call it.
+        times (on fixed data and noise, the same for both calls). Samplers that need per-sample
+        parameter gradients ([`GradientNormTimeSampler`][interpolant_rl.objectives.GradientNormTimeSampler])
+        call it as `errors(model, times, rows)` instead: the losses at times `times` of the
+        fixed samples with integer indices `rows` (same shape, each in `[0, num_probes)`), one
+        sample at a time under `jax.vmap`; an `errors` for them takes `rows=None` (all samples)
+        as its third argument, as the agents' behaviour step does. Samplers without state
+        return themselves and never call it.
         """
         del errors, before, after, key, num_probes
         return self
@@ -129,6 +137,56 @@ class LogitNormalTimes(AbstractTimeSampler):
 
 def _bins(times: Float[Array, "..."], num_bins: int) -> Int[Array, "..."]:
     return jnp.clip(jnp.floor(times * num_bins).astype(jnp.int32), 0, num_bins - 1)
+
+
+def _shifted_probes(
+    key: PRNGKeyArray, num_bins: int, num_probes: int
+) -> tuple[Int[Array, " n"], Float[Array, " n"]]:
+    """Probe bins `(c + i) mod K` (`c` a random shift) and a uniform time inside each."""
+    shift_key, time_key = jr.split(key)
+    shift = jr.randint(shift_key, (), 0, num_bins)
+    bins = (shift + jnp.arange(num_probes)) % num_bins
+    return bins, (bins + jr.uniform(time_key, (num_probes,))) / num_bins
+
+
+def _binned_moving_average(
+    averages: Float[Array, " bins"],
+    mass: Float[Array, " bins"],
+    rate: float,
+    bins: Int[Array, " n"],
+    values: Float[Array, " n"],
+) -> tuple[Float[Array, " bins"], Float[Array, " bins"]]:
+    """One EMA step (rate `rate`) of each probed bin's average toward the mean of its `values`,
+    and of its mass toward 1; unprobed bins unchanged."""
+    num_bins = averages.shape[0]
+    counts = jax.ops.segment_sum(jnp.ones_like(values), bins, num_bins)
+    seen = counts > 0
+    mean = jax.ops.segment_sum(values, bins, num_bins) / jnp.maximum(counts, 1.0)
+    keep = 1.0 - rate
+    averages = jnp.where(seen, keep * averages + rate * mean, averages)
+    return averages, jnp.where(seen, keep * mass + rate, mass)
+
+
+def _debiased(
+    averages: Float[Array, " bins"], mass: Float[Array, " bins"]
+) -> Float[Array, " bins"]:
+    seen = mass > 0
+    return jnp.where(seen, averages / jnp.where(seen, mass, 1.0), 0.0)
+
+
+def _root_law(
+    averages: Float[Array, " bins"], mass: Float[Array, " bins"], floor: float
+) -> Float[Array, " bins"]:
+    r"""$(1 - \varepsilon)\sqrt{\hat m}/\sum\sqrt{\hat m} + \varepsilon/K$, a never-probed bin at
+    the mean root of the probed ones, uniform when nothing (or only zeros) was observed."""
+    num_bins = averages.shape[0]
+    seen = mass > 0
+    root = jnp.sqrt(jnp.maximum(_debiased(averages, mass), 0.0))
+    fill = jnp.sum(root) / jnp.maximum(jnp.sum(seen), 1)
+    root = jnp.where(seen, root, fill)
+    total = jnp.sum(root)
+    law = jnp.where(total > 0, root / jnp.where(total > 0, total, 1.0), 1.0 / num_bins)
+    return (1.0 - floor) * law + floor / num_bins
 
 
 class AbstractBinnedTimeSampler(AbstractTimeSampler):
@@ -413,19 +471,11 @@ class VarianceMinimisingTimeSampler(AbstractBinnedTimeSampler):
 
     def moments(self) -> Float[Array, " bins"]:
         r"""The debiased second moments $\hat m_k = m_k / c_k$ (0 where a bin was never probed)."""
-        seen = self.mass > 0
-        return jnp.where(seen, self.second_moments / jnp.where(seen, self.mass, 1.0), 0.0)
+        return _debiased(self.second_moments, self.mass)
 
     def probabilities(self) -> Float[Array, " bins"]:
         r"""The bin law $p = (1 - \varepsilon)\sqrt{\hat m}/\sum\sqrt{\hat m} + \varepsilon/K$."""
-        num_bins = self.num_bins
-        seen = self.mass > 0
-        root = jnp.sqrt(jnp.maximum(self.moments(), 0.0))
-        fill = jnp.sum(root) / jnp.maximum(jnp.sum(seen), 1)
-        root = jnp.where(seen, root, fill)
-        total = jnp.sum(root)
-        law = jnp.where(total > 0, root / jnp.where(total > 0, total, 1.0), 1.0 / num_bins)
-        return (1.0 - self.floor) * law + self.floor / num_bins
+        return _root_law(self.second_moments, self.mass, self.floor)
 
     def adapt(
         self,
@@ -436,11 +486,7 @@ class VarianceMinimisingTimeSampler(AbstractBinnedTimeSampler):
         num_probes: int,
     ) -> "VarianceMinimisingTimeSampler":
         del after
-        num_bins = self.num_bins
-        shift_key, time_key = jr.split(key)
-        shift = jr.randint(shift_key, (), 0, num_bins)
-        bins = (shift + jnp.arange(num_probes)) % num_bins
-        times = (bins + jr.uniform(time_key, (num_probes,))) / num_bins
+        bins, times = _shifted_probes(key, self.num_bins, num_probes)
         return self.with_losses(bins, jax.lax.stop_gradient(errors(before, times)))
 
     def with_losses(
@@ -448,21 +494,205 @@ class VarianceMinimisingTimeSampler(AbstractBinnedTimeSampler):
     ) -> "VarianceMinimisingTimeSampler":
         r"""The update of the moving averages from per-probe losses `losses` observed in bins
         `bins` (the second half of `adapt`, exposed for custom probes)."""
-        num_bins = self.num_bins
-        counts = jax.ops.segment_sum(jnp.ones_like(losses), bins, num_bins)
-        seen = counts > 0
-        mean_square = jax.ops.segment_sum(losses**2, bins, num_bins) / jnp.maximum(counts, 1.0)
-        keep = 1.0 - self.rate
-        moments = jnp.where(
-            seen, keep * self.second_moments + self.rate * mean_square, self.second_moments
+        moments, mass = _binned_moving_average(
+            self.second_moments, self.mass, self.rate, bins, losses**2
         )
-        mass = jnp.where(seen, keep * self.mass + self.rate, self.mass)
         return VarianceMinimisingTimeSampler(
             moments.astype(self.second_moments.dtype),
             mass.astype(self.mass.dtype),
             self.rate,
             self.floor,
         )
+
+
+class GradientNormTimeSampler(AbstractBinnedTimeSampler):
+    r"""Gradient-norm importance sampling of the times (Katharopoulos and Fleuret, *Not All
+    Samples Are Created Equal: Deep Learning with Importance Sampling*, ICML 2018; Alain,
+    Lamb, Sankar, Courville and Bengio, *Variance Reduction in SGD by Distributed Importance
+    Sampling*, 2015, both over training examples; here over flow times): bins whose per-sample
+    *parameter gradient* has a large second moment are drawn more often, with importance weights
+    that keep the objective (and its gradient's mean) the uniform-time one.
+
+    **Sampling.** $[0, 1]$ is cut into $K$ equal bins; the state is an exponential moving
+    average, per bin, of the squared norm of the per-sample gradient,
+    $G_k \approx \mathbb E\big[\|\nabla_\theta \ell(\theta; t, \xi)\|^2 \,\big|\, t \in \text{bin } k\big]$
+    ($\xi$ the sample's data and noise), and the bin law is
+
+    $$p_k = (1 - \varepsilon)\,\frac{\sqrt{G_k}}{\sum_j \sqrt{G_j}} + \frac{\varepsilon}{K}
+      \;\ge\; \frac{\varepsilon}{K},$$
+
+    a bin $k \sim p$, $t$ uniform inside it, and the weight $w(t) = (1/K)/p_{k(t)} \le
+    1/\varepsilon$ (as in
+    [`AbstractBinnedTimeSampler`][interpolant_rl.objectives.AbstractBinnedTimeSampler]).
+
+    **Why $\sqrt{G_k}$.** The step's gradient estimate is an average of independent draws
+    $\hat g = w(t)\,\nabla_\theta \ell(\theta; t, \xi)$, $t \sim p$, each unbiased for
+    $\nabla L = \frac1K \sum_k \mathbb E[\nabla_\theta \ell \mid k]$ whatever $p$ is (the
+    weights do not depend on $\theta$). The trace of one draw's covariance is
+
+    $$\operatorname{tr}\operatorname{Cov}_p[\hat g] = \mathbb E_p\|\hat g\|^2 - \|\nabla L\|^2
+      = \sum_k p_k \Big(\frac{1}{K p_k}\Big)^2 G_k - \|\nabla L\|^2
+      = \frac1{K^2}\sum_k \frac{G_k}{p_k} - \|\nabla L\|^2 ,$$
+
+    and only the first term depends on $p$. Minimising $\sum_k G_k/p_k$ subject to
+    $\sum_k p_k = 1$: the Lagrangian $\sum_k G_k/p_k + \lambda(\sum_k p_k - 1)$ is stationary
+    where $-G_k/p_k^2 + \lambda = 0$, i.e. $p_k = \sqrt{G_k/\lambda} \propto \sqrt{G_k}$ (a
+    minimum: the objective is convex on the simplex), and then
+
+    $$\operatorname{tr}\operatorname{Cov}_{p^*}[\hat g] = \Big(\frac1K\sum_k \sqrt{G_k}\Big)^2 -
+      \|\nabla L\|^2 \;\le\; \frac1K\sum_k G_k - \|\nabla L\|^2 =
+      \operatorname{tr}\operatorname{Cov}_{\text{uniform}}[\hat g]$$
+
+    by Cauchy–Schwarz, with equality only when every $G_k$ is the same. A batch of $B$ draws
+    divides both by $B$. Since $\mathbb E\|\hat g\|^2 = \|\nabla L\|^2 + \operatorname{tr}\operatorname{Cov}$
+    is what enters the expected decrease of an SGD step on a smooth objective,
+    $\mathbb E[L(\theta - \eta \hat g)] \le L(\theta) - \eta\|\nabla L\|^2 + \tfrac{\beta\eta^2}{2}\,
+    \mathbb E\|\hat g\|^2$ ($\beta$ the smoothness constant), this is the proposal that
+    maximises that bound — the argument of both papers. It differs from
+    [`VarianceMinimisingTimeSampler`][interpolant_rl.objectives.VarianceMinimisingTimeSampler],
+    which puts the loss's second moment $\mathbb E[\ell^2 \mid k]$ where $G_k$ stands: the
+    gradient's second moment also carries the network's sensitivity at each $t$. Two caveats:
+    the optimum is over laws constant on each bin (within a bin the times stay uniform), and
+    Adam rescales the gradient per coordinate, so the bound speaks of plain SGD; the floor
+    $\varepsilon$ keeps every bin drawn and bounds the weights, at the price of a slightly
+    larger variance than $p^*$'s.
+
+    **Adaptation** (`adapt`, once per training step). On $m$ = min(`num_probes`, `max_probes`)
+    probe times stratified over the bins (probe $i$ in bin
+    $(c + i) \bmod K$, $c$ a random shift; uniform inside the bin), each with its own fixed
+    sample (`rows` $= 0, \dots, m - 1$ of the step's probe data and noise), the squared norms
+    $\|\nabla_\theta \ell_i\|^2$ of the per-sample gradients of the model *before* the step
+    (over all its inexact arrays) give per-bin means, and for each probed bin
+
+    $$G_k \leftarrow (1 - \gamma)\,G_k + \gamma\,\overline{\|\nabla_\theta \ell\|^2}_k, \qquad
+      c_k \leftarrow (1 - \gamma)\,c_k + \gamma,$$
+
+    the law using the debiased $\hat G_k = G_k / c_k$; unprobed bins keep their values, a
+    never-probed bin takes the mean $\sqrt{\hat G}$ of the probed ones, and with nothing
+    probed the law is uniform (all as in the variance-minimising law). The per-sample
+    gradients come from `errors(model, times, rows)` (see
+    [`adapt`][interpolant_rl.objectives.AbstractTimeSampler.adapt]) as `jax.vmap` of
+    `jax.grad` over the $m$ probes.
+
+    **Cost.** One forward and one backward pass of the model per probe, i.e. about one
+    training step's arithmetic on a batch of $m$ (the look-ahead law needs two forward passes
+    on the probe batch, the variance-minimising law one, and neither a backward pass), plus
+    memory for the $m \times P$ per-sample gradient entries ($P$ = the model's parameter
+    count): $64 \times 9{,}000$ floats (2 MB) for the 3×64 field of the benchmark, about
+    $64 \times 800{,}000$ (200 MB) for a 4×512 field — lower `max_probes` for large networks.
+    Affordable for the small networks of the agents; measured on the
+    [benchmark](../benchmarks.md#adaptive-time-sampling-issue-16).
+
+    **Fields:** `square_norms` $G$ `(K,)` and `mass` $c$ `(K,)` (zeros: uniform; the state);
+    static: `rate` $\gamma \in (0, 1]$ (default 0.05, a memory of about 20 steps), `floor`
+    $\varepsilon \in (0, 1]$ (default 0.1, weights $\le 10$), `max_probes` (default 64: the
+    most per-sample gradients per step).
+
+    !!! example
+        ```python
+        sampler = GradientNormTimeSampler.uniform(num_bins=10)
+        loss = flow_matching_loss(interp, field, actions, cond, key, time_sampler=sampler)
+        ```
+    """
+
+    square_norms: Float[Array, " bins"]
+    mass: Float[Array, " bins"]
+    rate: float = eqx.field(static=True, default=0.05)
+    floor: float = eqx.field(static=True, default=0.1)
+    max_probes: int = eqx.field(static=True, default=64)
+
+    def __check_init__(self):
+        if not 0.0 < self.floor <= 1.0:
+            raise ValueError(f"floor must lie in (0, 1], got {self.floor}")
+        if not 0.0 < self.rate <= 1.0:
+            raise ValueError(f"rate must lie in (0, 1], got {self.rate}")
+        if not (isinstance(self.max_probes, int) and self.max_probes >= 1):
+            raise ValueError(f"max_probes must be a positive integer, got {self.max_probes!r}")
+        shape = self.square_norms.shape
+        if len(shape) != 1 or shape[0] < 1 or self.mass.shape != shape:
+            raise ValueError(
+                "square_norms and mass must both have shape (num_bins,), got "
+                f"{shape} and {self.mass.shape}"
+            )
+
+    @classmethod
+    def uniform(
+        cls,
+        num_bins: int = 10,
+        *,
+        rate: ScalarLike = 0.05,
+        floor: ScalarLike = 0.1,
+        max_probes: int = 64,
+    ) -> "GradientNormTimeSampler":
+        r"""A fresh sampler: $K$ = `num_bins` bins, nothing observed yet (the uniform law)."""
+        if not isinstance(num_bins, int) or num_bins < 1:
+            raise ValueError(f"num_bins must be a positive integer, got {num_bins!r}")
+        return cls(jnp.zeros(num_bins), jnp.zeros(num_bins), float(rate), float(floor), max_probes)
+
+    @property
+    def num_bins(self) -> int:
+        return self.square_norms.shape[0]
+
+    def moments(self) -> Float[Array, " bins"]:
+        r"""The debiased $\hat G_k = G_k / c_k$ (0 where a bin was never probed)."""
+        return _debiased(self.square_norms, self.mass)
+
+    def probabilities(self) -> Float[Array, " bins"]:
+        r"""The bin law $p = (1 - \varepsilon)\sqrt{\hat G}/\sum\sqrt{\hat G} + \varepsilon/K$."""
+        return _root_law(self.square_norms, self.mass, self.floor)
+
+    def adapt(
+        self,
+        errors: Callable[..., Float[Array, " n"]],
+        before: PyTree,
+        after: PyTree,
+        key: PRNGKeyArray,
+        num_probes: int,
+    ) -> "GradientNormTimeSampler":
+        del after
+        probes = min(num_probes, self.max_probes)
+        bins, times = _shifted_probes(key, self.num_bins, probes)
+        norms = _per_sample_gradient_norms(errors, before, times, jnp.arange(probes))
+        return self.with_square_norms(bins, jax.lax.stop_gradient(norms))
+
+    def with_square_norms(
+        self, bins: Int[Array, " n"], square_norms: Float[Array, " n"]
+    ) -> "GradientNormTimeSampler":
+        r"""The update of the moving averages from per-probe squared gradient norms
+        `square_norms` observed in bins `bins` (the second half of `adapt`, exposed for custom
+        probes)."""
+        averages, mass = _binned_moving_average(
+            self.square_norms, self.mass, self.rate, bins, square_norms
+        )
+        return GradientNormTimeSampler(
+            averages.astype(self.square_norms.dtype),
+            mass.astype(self.mass.dtype),
+            self.rate,
+            self.floor,
+            self.max_probes,
+        )
+
+
+def _per_sample_gradient_norms(
+    errors: Callable[..., Float[Array, " n"]],
+    model: PyTree,
+    times: Float[Array, " m"],
+    rows: Int[Array, " m"],
+) -> Float[Array, " m"]:
+    r"""$\|\nabla_\theta \ell_i\|^2$: the squared norms of the per-sample gradients of
+    `errors(model, times[i:i+1], rows[i:i+1])` with respect to the model's inexact arrays
+    (`jax.vmap` of `jax.grad`, one sample each; see
+    [`GradientNormTimeSampler`][interpolant_rl.objectives.GradientNormTimeSampler])."""
+    params, static = eqx.partition(model, eqx.is_inexact_array)
+
+    def square_norm(time, row):
+        def loss(params):
+            return errors(eqx.combine(params, static), time[None], row[None])[0]
+
+        leaves = jax.tree.leaves(jax.grad(loss)(params))
+        return sum((jnp.sum(leaf**2) for leaf in leaves), jnp.zeros((), times.dtype))
+
+    return jax.vmap(square_norm)(times, rows)
 
 
 def importance_weighted(
