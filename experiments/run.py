@@ -10,7 +10,7 @@
     python experiments/run.py --agent fql --fql.alpha 30 --fql.critic.rho 0   # any agent setting
     python experiments/run.py --agent cgql_linex --help   # the agent's settings and their defaults
     python experiments/run.py --resume --out-dir runs/qam-cube-single-0
-    python experiments/run.py --agent moma_ql --env hopper-medium-v2 --data-dir ~/d4rl   # D4RL file
+    python experiments/run.py --agent moma_ql --env hopper-medium-v2   # D4RL-style data from the shipped policies (or your D4RL file in --data-dir)
     python experiments/run.py --agent rlpd --env Hopper-v5   # locomotion, online only
 
 The dataset is read from `--data-dir` (OGBench's file format) or generated there with the

@@ -108,7 +108,11 @@ def test_an_online_only_run_of_two_seeds_on_a_gymnasium_id(tmp_path):
 def test_locomotion_mistakes_are_one_line(tmp_path, capsys):
     for changes, message in (
         (dict(env="Hopper-v5", agent="fql"), "Hopper-v5 has no offline dataset"),
-        (dict(env="hopper-medium-v2"), "hopper-medium-v2.hdf5 is needed"),
+        # no file, and no behaviour policies to build it from (hopper's ship in the package)
+        (
+            dict(env="hopper-medium-v2", behaviour_dir=tmp_path / "no-policies"),
+            "hopper-medium-v2.hdf5 is needed",
+        ),
         (dict(env="hopper-medium-v2", sparse=True), "--sparse applies to OGBench"),
         (dict(env="hopper-large-v2"), "not a singletask OGBench dataset name"),
     ):
@@ -199,7 +203,9 @@ def test_behaviour_policies_build_every_d4rl_style_dataset(tmp_path, capsys):
         data.generate_locomotion_dataset(
             name, tmp_path / "data", num_steps=50, policies_dir=tmp_path / "policies"
         )
-        _, transitions = data.load_locomotion(name, tmp_path / "data", num_steps=50)
+        _, transitions = data.load_locomotion(
+            name, tmp_path / "data", num_steps=50, policies_dir=tmp_path / "policies"
+        )
         sizes[dataset] = int(np.asarray(transitions.rewards).shape[0])
     # D4RL's recipe: one policy per level, the replays as long as training until medium / the end
     assert sizes == {
@@ -221,6 +227,13 @@ def test_behaviour_policies_build_every_d4rl_style_dataset(tmp_path, capsys):
     with pytest.raises(ValueError, match="generated with"):
         data.generate_locomotion_dataset(
             "hopper-medium-v2", tmp_path / "data", num_steps=60, policies_dir=tmp_path / "policies"
+        )
+    # a dataset built from one behaviour run is never reused for another one
+    with pytest.raises(ValueError, match="built from other behaviour policies"):
+        data.load_locomotion("hopper-medium-v2", tmp_path / "data", policies_dir=tmp_path / "parts")
+    with pytest.raises(ValueError, match="built from other behaviour policies"):
+        data.generate_locomotion_dataset(
+            "hopper-medium-v2", tmp_path / "data", num_steps=50, policies_dir=tmp_path / "parts"
         )
     # run.py builds a missing dataset from the behaviour policies, then trains on it
     config = run.RunConfig(
@@ -252,7 +265,8 @@ def test_the_behaviour_training_command_at_a_tiny_budget(tmp_path, capsys):
     assert train_behaviour.main(argv) == 0
     out = capsys.readouterr().out
     assert "medium = step 20, expert = step 40" in out
-    assert data.load_locomotion("hopper-medium-v2", tmp_path / "data")[1].size == 30
+    policies = dict(policies_dir=tmp_path / "policies")
+    assert data.load_locomotion("hopper-medium-v2", tmp_path / "data", **policies)[1].size == 30
     # --finish with no run to finish: one line, exit 2
     finish = ["--env", "hopper", "--out-dir", str(tmp_path / "none"), "--finish", *tiny]
     assert train_behaviour.main(finish) == 2

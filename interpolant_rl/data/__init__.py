@@ -14,6 +14,7 @@ from ._locomotion import (
     parse_locomotion_name as parse_locomotion_name,
 )
 from ._locomotion_datasets import (
+    behaviour_fingerprint as behaviour_fingerprint,
     BehaviourIndex as BehaviourIndex,
     BehaviourSnapshot as BehaviourSnapshot,
     default_d4rl_dir as default_d4rl_dir,

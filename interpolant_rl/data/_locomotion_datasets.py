@@ -31,6 +31,7 @@ from `seed`, so a dataset is reproducible.
 """
 
 import dataclasses
+import hashlib
 import json
 import os
 import tempfile
@@ -144,6 +145,29 @@ def read_behaviour_index(directory: str | Path, env: str) -> BehaviourIndex:
         return BehaviourIndex(**raw, snapshots=snapshots)
     except (KeyError, TypeError) as error:
         raise ValueError(f"{path}: not a behaviour index ({error})") from None
+
+
+def behaviour_fingerprint(directory: str | Path, index: BehaviourIndex) -> str:
+    """SHA-256 of the behaviour run a dataset is rolled out from: the index's levels and every
+    snapshot file's bytes, so that a dataset built from other policies (another run, or an
+    older shipped set) is told apart from one built from these."""
+    digest = hashlib.sha256(
+        json.dumps([index.env, index.seed, index.medium_step, index.expert_step]).encode()
+    )
+    for snapshot in index.snapshots:
+        digest.update(str(snapshot.step).encode())
+        path = Path(directory) / snapshot.file
+        digest.update(path.read_bytes() if path.exists() else b"missing")
+    return digest.hexdigest()
+
+
+def _check_same_behaviour(meta: Path, directory: Path, index: BehaviourIndex) -> None:
+    recorded = read_metadata(meta).get("behaviour_fingerprint")
+    if recorded != behaviour_fingerprint(directory, index):
+        raise ValueError(
+            f"{meta}: the dataset there was built from other behaviour policies than those in "
+            f"{directory} (use another directory, remove its files, or pass overwrite=True)"
+        )
 
 
 def load_behaviour_policy(directory: str | Path, index: BehaviourIndex, step: int):
@@ -317,7 +341,8 @@ def generate_locomotion_dataset(
     [`generate_dataset`][interpolant_rl.data.generate_dataset] hold: one lock per dataset
     (`.{name}.lock`), files written atomically with an `.{name}.incomplete` marker until the
     metadata is written, existing files kept unless `overwrite`, and an existing dataset of
-    another spec refused in one line. `progress(n)` is called every 1000 transitions.
+    another spec, or built from other behaviour policies (the metadata's
+    [`behaviour_fingerprint`][interpolant_rl.data.behaviour_fingerprint]), refused in one line. `progress(n)` is called every 1000 transitions.
 
     **Returns:** the path of the `.hdf5` file."""
     parts = parse_locomotion_name(name)
@@ -345,6 +370,8 @@ def generate_locomotion_dataset(
                     f"{meta}: the existing dataset was generated with {existing.get('spec')}, "
                     f"not {spec} (pass overwrite=True or another directory)"
                 )
+            index = read_behaviour_index(policies_dir, parts["env"])
+            _check_same_behaviour(meta, policies_dir, index)
             if path.exists():
                 return path
         index = read_behaviour_index(policies_dir, parts["env"])
@@ -353,6 +380,7 @@ def generate_locomotion_dataset(
             spec=spec,
             size=int(columns["rewards"].shape[0]),
             behaviour=dataclasses.asdict(index),
+            behaviour_fingerprint=behaviour_fingerprint(policies_dir, index),
             generator="interpolant_rl.data.generate_locomotion_dataset",
             versions={p: version(p) for p in ("mujoco", "gymnasium", "numpy", "jax")},
         )
@@ -390,7 +418,9 @@ def load_locomotion(
       (`num_steps`, default 1M, `seed`, default 0, `policies_dir`, `progress`) if behaviour
       policies for the environment are available, and otherwise one line names what is needed.
       A file built here whose `.meta.json` records another `num_steps` or `seed` than one given
-      explicitly is refused in one line.
+      explicitly, or other behaviour policies than `policies_dir`'s
+      ([`behaviour_fingerprint`][interpolant_rl.data.behaviour_fingerprint]), is refused in
+      one line.
     - A gymnasium id (`"Hopper-v5"`): the environment and `None` (no offline data: an
       online-only run).
 
@@ -420,6 +450,8 @@ def load_locomotion(
         )
     elif meta.exists():
         check_recorded_spec(meta, num_steps=num_steps, seed=seed)
+        if behaviour_index_path(policies, parts["env"]).exists():
+            _check_same_behaviour(meta, policies, read_behaviour_index(policies, parts["env"]))
     train: Transitions = load_d4rl(path)
     if train.obs_dim != int(np.prod(env.observation_space.shape)):
         raise ValueError(
