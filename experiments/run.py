@@ -425,11 +425,14 @@ def check_resume(config: RunConfig, agent_cfg: Any) -> None:
 
 
 def agent_config(config: RunConfig):
-    """The agent's configuration for the dataset's domain in the QAM study (its defaults for
-    other datasets; `--protocol` picks the paper's or the reference script's values), resized,
-    with the run's chunk length, discount and tau."""
+    """The agent's configuration for the dataset's domain in the QAM study (`--protocol` picks
+    the paper's or the reference script's values) or its D4RL Gym task (the agents with
+    per-task values there), its defaults elsewhere; resized, with the run's chunk length,
+    discount and tau."""
+    agent = agents.domain_config(config.agent, agents.domain_of(config.env), config.protocol)
+    agent = agents.locomotion_config(config.agent, agents.locomotion_task(config.env), config=agent)
     agent = agents.resize(
-        agents.domain_config(config.agent, agents.domain_of(config.env), config.protocol),
+        agent,
         width=config.width,
         depth=config.depth,
         num_critics=config.num_critics,

@@ -352,3 +352,67 @@ def test_every_agent_builds_from_the_command_line_configuration(name):
         assert agent.critic is not None
     if name == "rlpd":  # online only, after random actions (the protocol's RLPD)
         assert config.offline_steps == 0 and config.random_action_steps == 5000
+
+
+# ReBRAC's (actor, critic) BC weights on Gym, transcribed again from its authors' per-dataset
+# configuration files (tinkoff-ai/CORL, configs/offline/rebrac/{env}/{dataset}_v2.yaml)
+REBRAC_GYM = {
+    "halfcheetah-random": (0.001, 0.1),
+    "halfcheetah-medium": (0.001, 0.01),
+    "halfcheetah-medium-replay": (0.01, 0.001),
+    "halfcheetah-medium-expert": (0.01, 0.1),
+    "halfcheetah-expert": (0.01, 0.01),
+    "halfcheetah-full-replay": (0.001, 0.1),
+    "hopper-random": (0.001, 0.01),
+    "hopper-medium": (0.01, 0.01),
+    "hopper-medium-replay": (0.05, 0.5),
+    "hopper-medium-expert": (0.1, 0.01),
+    "hopper-expert": (0.1, 0.1),
+    "hopper-full-replay": (0.01, 0.01),
+    "walker2d-random": (0.01, 0.0),
+    "walker2d-medium": (0.05, 0.1),
+    "walker2d-medium-replay": (0.05, 0.01),
+    "walker2d-medium-expert": (0.01, 0.01),
+    "walker2d-expert": (0.01, 0.5),
+    "walker2d-full-replay": (0.01, 0.01),
+}
+
+
+def test_rebrac_gym_values_are_its_authors_per_dataset_table():
+    assert set(agents.LOCOMOTION_PROTOCOL["rebrac"]) == set(REBRAC_GYM)
+    for task, (actor, critic) in REBRAC_GYM.items():
+        config = agents.locomotion_config("rebrac", task)
+        assert (config.alpha, config.critic_alpha) == (actor, critic), task
+        assert (config.actor_noise, config.noise_clip, config.actor_delay) == (0.2, 0.5, 2)
+        assert config.learning_rate == config.critic.learning_rate == 1e-3
+        assert config.critic.rho == 1.0  # the minimum of two critics
+
+
+@pytest.mark.parametrize(
+    "name, task",
+    [
+        ("hopper-medium-v2", "hopper-medium"),
+        ("hopper-medium-replay-v2", "hopper-medium-replay"),
+        ("walker2d-full-replay-v0", "walker2d-full-replay"),
+        ("Hopper-v5", None),
+        ("ant-medium-v2", None),
+        ("cube-double-play-singletask-task2-v0", None),
+    ],
+)
+def test_locomotion_task_of_names(name, task):
+    assert agents.locomotion_task(name) == task
+
+
+def test_run_uses_the_locomotion_values_of_agents_that_have_them():
+    hopper = run.RunConfig(env="hopper-medium-v2", agent="rebrac")
+    config = run.agent_config(run.resolve(hopper))
+    assert (config.alpha, config.critic_alpha, config.actor_noise) == (0.01, 0.01, 0.2)
+    assert config.critic.num_critics == 2 and config.critic.horizon == 1  # the task settings
+    online = dataclasses.replace(hopper, env="Hopper-v5", offline_steps=0, online_steps=10)
+    assert (
+        run.agent_config(run.resolve(online)).critic_alpha == 0.0
+    )  # no dataset, no per-dataset values
+    fql = run.agent_config(run.resolve(dataclasses.replace(hopper, agent="fql")))
+    assert fql.alpha == agents.default_config("fql").alpha
+    with pytest.raises(ValueError, match="unknown locomotion task 'hopper-bad'; available"):
+        agents.locomotion_config("rebrac", "hopper-bad")

@@ -36,6 +36,32 @@ def test_chunks_by_hand():
     np.testing.assert_allclose(one.rewards, np.arange(1, 7))
 
 
+def test_next_actions_are_the_datas_next_chunk_within_the_episode():
+    # rows 0-2 and 3-5 are two episodes; a next chunk is known only inside its episode
+    one = chunk_batch(table(), jnp.arange(6), horizon=1, discount=0.5)
+    np.testing.assert_allclose(one.next_actions[:, 0], [0.1, 0.2, 0.3, 0.4, 0.5, 0.5])
+    np.testing.assert_allclose(one.next_valid, [1, 1, 0, 1, 1, 0])  # rows 2 and 5 end episodes
+    two = chunk_batch(table(), jnp.array([0, 1, 3, 4]), horizon=2, discount=0.5)
+    np.testing.assert_allclose(two.next_actions[0], [0.2, -0.2, 0.3, -0.3])  # rows 2, 3 ...
+    # ... but row 2 ends the episode, so start 0's next chunk (rows 2-3) crosses it; start 1's
+    # chunk ends the episode; start 3's next chunk (5, off the table) runs out; start 4 invalid
+    np.testing.assert_allclose(two.next_valid, [0, 0, 0, 0])
+    three = Transitions(
+        np.zeros((8, 1)),
+        np.arange(8.0)[:, None] / 10,
+        np.zeros(8),
+        np.ones(8),
+        np.zeros((8, 1)),
+        [0] * 7 + [1],
+    )
+    chunks = chunk_batch(three, jnp.array([0, 3, 4, 5]), horizon=2, discount=1.0)
+    np.testing.assert_allclose(chunks.next_actions[:3], [[0.2, 0.3], [0.5, 0.6], [0.6, 0.7]])
+    # start 4's next chunk (6, 7) ends the episode at its last step: known; start 5's crosses
+    np.testing.assert_allclose(chunks.next_valid, [1, 1, 1, 0])
+    limited = chunk_batch(three, jnp.array([0, 2]), horizon=2, discount=1.0, limit=5)
+    np.testing.assert_allclose(limited.next_valid, [1, 0])  # rows 4-5: row 5 is not filled
+
+
 def test_sampling_is_jittable_and_in_range():
     batch = jax.jit(lambda k: sample_chunks(table(), k, 64, 3, 0.9))(jr.key(0))
     assert batch.actions.shape == (64, 6)
@@ -58,6 +84,14 @@ def test_replay_buffer_ring_and_chunks_across_the_write_position():
     assert set(starts[valid == 1]) == {2, 4}
     assert set(starts[valid == 0]) == {3, 5}
     np.testing.assert_allclose(np.asarray(batch.rewards)[starts == 4], 9.0)
+    # a next chunk must also stay clear of the write position and inside the array (rows
+    # [4, 5, 2, 3]): chunk (4, 5)'s next would be the old rows 2, 3; chunk (2, 3)'s runs off
+    assert not np.any(np.asarray(batch.next_valid))
+    ones = buffer.sample(jr.key(1), 256, horizon=1, discount=1.0)
+    starts = np.asarray(ones.observations[:, 0]).astype(int)
+    next_valid = np.asarray(ones.next_valid)
+    assert set(starts[next_valid == 1]) == {2, 4}  # 5 is the newest, 3 the array's last row
+    np.testing.assert_allclose(np.asarray(ones.next_actions)[starts == 4][0], [0.5, 0.5])
 
 
 def test_mixed_batch_and_bad_tables():

@@ -71,6 +71,11 @@ from ._flow import (
     sampled_flow_matching_step as sampled_flow_matching_step,
     TimeSamplerName as TimeSamplerName,
 )
+from ._locomotion import (
+    locomotion_config as locomotion_config,
+    LOCOMOTION_PROTOCOL as LOCOMOTION_PROTOCOL,
+    locomotion_task as locomotion_task,
+)
 from ._one_step import OneStepDistilled as OneStepDistilled
 from ._optim import (
     Adam as Adam,

@@ -4,7 +4,12 @@ Algorithm box, per update:
 
 1. **Critic.** TD with target-policy smoothing:
    $a' = \operatorname{clip}(\pi^-(s') + \operatorname{clip}(\epsilon, -c, c), -1, 1)$,
-   $\epsilon \sim \mathcal N(0, \sigma^2 I)$ ($\sigma$ = `actor_noise`).
+   $\epsilon \sim \mathcal N(0, \sigma^2 I)$ ($\sigma$ = `actor_noise`), and ReBRAC's critic
+   penalty $y = r + \gamma m\,(Q^-(s', a') - \beta_2\|a' - a'_{\mathcal D}\|^2)$ with
+   $a'_{\mathcal D}$ the data's next action ($\beta_2$ = `critic_alpha`,
+   [`critic_bc_rewards`][interpolant_rl.objectives.critic_bc_rewards]; 0 in the QAM study, whose
+   Table 4 and reference code have no critic penalty; ReBRAC's own Gym values in
+   [`LOCOMOTION_PROTOCOL`][interpolant_rl.agents.LOCOMOTION_PROTOCOL]).
 2. **Actor**, every `actor_delay` = 2 critic updates (TD3's delayed policy update; the first
    update included). One step on $-Q(s, \pi(s))/\mathrm{sg}\,\mathrm{mean}|Q| + \alpha\|\pi(s) - a\|^2$
    ([`td3_bc_loss`][interpolant_rl.objectives.td3_bc_loss]); $\pi^- \leftarrow$ EMA of $\pi$
@@ -26,7 +31,7 @@ import jax.random as jr
 from jaxtyping import Array, Int, PRNGKeyArray
 
 from ..nn import ema_update, MLP
-from ..objectives import td3_bc_loss
+from ..objectives import critic_bc_rewards, td3_bc_loss
 from ._agent import AbstractAgent
 from ._config import check_positive, Hyperparameters, NetworkConfig
 from ._critic import AbstractCritic, CriticConfig, LearnedCritic
@@ -38,7 +43,8 @@ from ._policies import DeterministicActor, DeterministicPolicy
 class ReBRACConfig(Hyperparameters):
     """ReBRAC hyperparameters (defaults: the QAM paper's cube-double column)."""
 
-    alpha: float = 0.01  # actor BC weight (scene 0.03, puzzle 0.1)
+    alpha: float = 0.01  # actor BC weight beta_1 (scene 0.03, puzzle 0.1)
+    critic_alpha: float = 0.0  # critic BC weight beta_2 of the TD target (ReBRAC on Gym: > 0)
     actor_noise: float = 0.0  # std of the target-policy smoothing noise (cube-triple 0.2)
     noise_clip: float = 0.5  # clipping c of that noise (ReBRAC: 0.5)
     actor_delay: int = (
@@ -57,6 +63,7 @@ class ReBRACConfig(Hyperparameters):
         if self.bc_reduction not in ("sum", "mean"):
             raise ValueError(f"bc_reduction must be 'sum' or 'mean', got {self.bc_reduction!r}")
         check_positive("alpha", self.alpha, allow_zero=True)
+        check_positive("critic_alpha", self.critic_alpha, allow_zero=True)
         check_positive("actor_noise", self.actor_noise, allow_zero=True)
         check_positive("noise_clip", self.noise_clip, allow_zero=True)
         check_positive("actor_delay", self.actor_delay)
@@ -76,6 +83,37 @@ class ReBRAC(AbstractAgent):
         noise = self.config.actor_noise * jr.normal(key, actions.shape)
         noise = jnp.clip(noise, -self.config.noise_clip, self.config.noise_clip)
         return jnp.clip(actions + noise, -1.0, 1.0)
+
+    def update_step(self, batch, key):
+        """The critic's TD step with the critic penalty folded into the rewards (step 1: it needs
+        the data's next actions, which the default `update_step` does not pass), then
+        `actor_step`."""
+        target_key, actor_key = jr.split(key)
+        next_actions = jax.lax.stop_gradient(
+            self.target_policy(batch.next_observations, target_key)
+        )
+        config = self.config
+        # a Python 0 (the QAM study) compiles no penalty; a swept value is an array
+        if not (isinstance(config.critic_alpha, (int, float)) and config.critic_alpha == 0):
+            if batch.next_actions is None:
+                raise ValueError(
+                    "ReBRAC's critic penalty (critic_alpha > 0) needs the data's next actions: "
+                    "a Batch from data.chunk_batch, not one without next_actions"
+                )
+            rewards = critic_bc_rewards(
+                batch.rewards,
+                batch.masks,
+                next_actions,
+                batch.next_actions,
+                config.critic_alpha,
+                config.critic.discount**config.critic.horizon,
+                weights=batch.next_valid,
+            )
+            batch = eqx.tree_at(lambda b: b.rewards, batch, rewards)
+        critic, critic_metrics = self.critic.step(batch, next_actions)
+        agent = eqx.tree_at(lambda a: a.critic, self, critic)
+        agent, actor_metrics = agent.actor_step(batch, actor_key)
+        return agent, {**critic_metrics, **actor_metrics}
 
     def actor_step(self, batch, key):
         del key

@@ -9,7 +9,11 @@ defines them: for a start index $i$,
 - next observation $= s'_{i+h-1}$ (the state after the whole chunk);
 - mask $= \min_{j<h} m_{i+j}$ (no bootstrap once any step of the chunk terminated the task);
 - valid $= 1$ unless an episode ends inside the chunk (an `episode_end` among steps
-  $i, \dots, i+h-2$), in which case the losses weight the chunk out.
+  $i, \dots, i+h-2$), in which case the losses weight the chunk out;
+- next actions $= \operatorname{concat}(a_{i+h}, \dots, a_{i+2h-1})$, the data's chunk at the
+  next observation, known (next valid $= 1$) when no episode ends among steps
+  $i+h-1, \dots, i+2h-2$ and every step lies in the filled rows (a BRAC-style critic penalises
+  the policy's next chunk for straying from it).
 
 $h = 1$ gives ordinary transitions.
 """
@@ -110,27 +114,33 @@ def chunk_batch(
     - `limit`: the number of filled rows (a replay buffer's size; default: all); a chunk running
       past it is invalid.
 
-    **Returns:** a [`Batch`][interpolant_rl.data.Batch] with `action_dim * horizon` actions.
+    **Returns:** a [`Batch`][interpolant_rl.data.Batch] with `action_dim * horizon` actions
+    (and as many next actions).
     """
     if horizon < 1:
         raise ValueError(f"chunk horizon must be >= 1, got {horizon}")
     size = transitions.size if limit is None else limit
-    steps = starts[:, None] + jnp.arange(horizon)[None, :]
+    # the chunk (steps i .. i+h-1) and the next one (i+h .. i+2h-1), cut together
+    steps = starts[:, None] + jnp.arange(2 * horizon)[None, :]
     inside = steps < size
     index = jnp.minimum(steps, transitions.size - 1)
-    ends = transitions.episode_ends[index]
+    ends = transitions.episode_ends[index] > 0
     # an episode end at any step but the chunk's last one breaks the chunk
-    crossing = jnp.any((ends[:, :-1] > 0) | ~inside[:, 1:], axis=1)
+    crossing = jnp.any(ends[:, : horizon - 1] | ~inside[:, 1:horizon], axis=1)
     valid = jnp.where(crossing | ~inside[:, 0], 0.0, 1.0)
+    # the next chunk is the data's action at the next observation only within the episode
+    next_crossing = jnp.any(ends[:, horizon - 1 : -1] | ~inside[:, horizon:], axis=1)
     discounts = discount ** jnp.arange(horizon, dtype=jnp.float32)
-    actions = transitions.actions[index].reshape(starts.shape[0], -1)
+    chunk, next_chunk = index[:, :horizon], index[:, horizon:]
     return Batch(
         observations=transitions.observations[starts],
-        actions=actions,
-        rewards=jnp.sum(transitions.rewards[index] * discounts, axis=1),
-        masks=jnp.min(transitions.masks[index], axis=1),
-        next_observations=transitions.next_observations[index[:, -1]],
+        actions=transitions.actions[chunk].reshape(starts.shape[0], -1),
+        rewards=jnp.sum(transitions.rewards[chunk] * discounts, axis=1),
+        masks=jnp.min(transitions.masks[chunk], axis=1),
+        next_observations=transitions.next_observations[chunk[:, -1]],
         valid=valid,
+        next_actions=transitions.actions[next_chunk].reshape(starts.shape[0], -1),
+        next_valid=jnp.where(next_crossing, 0.0, 1.0),
     )
 
 
@@ -204,13 +214,16 @@ class ReplayBuffer(eqx.Module):
         """`batch_size` chunks of the filled rows (the buffer must not be empty)."""
         starts = jr.randint(key, (batch_size,), 0, jnp.maximum(self.size, 1))
         batch = chunk_batch(self.storage, starts, horizon, discount, limit=self.size)
-        if horizon == 1:
-            return batch
         newest = (self.position - 1) % self.capacity
         offsets = (newest - starts) % self.capacity
         # the newest row may only be a chunk's last step: later steps would be the oldest data
-        crosses = (self.size == self.capacity) & (offsets < horizon - 1)
-        return eqx.tree_at(lambda b: b.valid, batch, jnp.where(crosses, 0.0, batch.valid))
+        full = self.size == self.capacity
+        crosses, next_crosses = full & (offsets < horizon - 1), full & (offsets < 2 * horizon - 1)
+        return eqx.tree_at(
+            lambda b: (b.valid, b.next_valid),
+            batch,
+            (jnp.where(crosses, 0.0, batch.valid), jnp.where(next_crosses, 0.0, batch.next_valid)),
+        )
 
 
 def _row(observation, action, reward, mask, next_observation, episode_end):

@@ -17,6 +17,7 @@ from .._custom_types import (
 )
 from ._actor_critic import (
     bptt_q_loss as bptt_q_loss,
+    critic_bc_rewards as critic_bc_rewards,
     one_step_distillation_loss as one_step_distillation_loss,
     td3_bc_loss as td3_bc_loss,
 )

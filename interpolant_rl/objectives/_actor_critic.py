@@ -1,5 +1,5 @@
 r"""Actor losses of the value-gradient baselines: one-step distillation + Q (FQL), backprop
-through the multi-step flow (FBRAC), and TD3+BC (ReBRAC).
+through the multi-step flow (FBRAC), and TD3+BC (ReBRAC), with ReBRAC's critic penalty.
 
 `q_function` is always a batched critic `(observations, actions) -> values` of shape
 `(batch,)` (e.g. an ensemble mean); the losses differentiate through it into the actions only
@@ -130,3 +130,40 @@ def td3_bc_loss(
     bc = weighted_mean(per_row, weights)
     q_loss = normalised_q_loss(q_values)
     return q_loss + alpha * bc, dict(bc_loss=bc, q_loss=q_loss)
+
+
+def critic_bc_rewards(
+    rewards: Float[Array, " batch"],
+    masks: Float[Array, " batch"],
+    next_actions: Float[Array, "batch dim"],
+    next_data_actions: Float[Array, "batch dim"],
+    alpha: ScalarLike,
+    discount: ScalarLike,
+    *,
+    weights: Float[Array, " batch"] | None = None,
+) -> Float[Array, " batch"]:
+    r"""Rewards that turn an ordinary TD target into ReBRAC's behaviour-penalised one (its
+    critic penalty, $\beta_2$ in the ReBRAC paper):
+
+    $$\tilde r = r - \gamma\,m\,\alpha\,w\,\|a' - a'_{\mathcal D}\|^2,\qquad\text{so}\qquad
+      \tilde r + \gamma\,m\,Q'(s', a') = r + \gamma\,m\big(Q'(s', a') - \alpha\,w\,\|a' - a'_{\mathcal D}\|^2\big),$$
+
+    with $a'$ the target policy's (noised) action at $s'$, $a'_{\mathcal D}$ the data's action
+    there, the squared error summed over action dimensions (as ReBRAC's), and $w$ the batch's
+    `next_valid` weights: 0 where the data's next action is unknown (the episode ended), so the
+    penalty is dropped there instead of comparing with another episode's action. The shift is the
+    same for every ensemble member, so a pessimistic target keeps its form (as in
+    [`soft_td_rewards`][interpolant_rl.objectives.soft_td_rewards]). For action chunks pass
+    $\gamma^h$ as `discount`; $a'$ and $a'_{\mathcal D}$ are then whole chunks.
+
+    **Arguments:** the batch's `rewards` and `masks`, the policy's `next_actions` $a'$, the
+    data's `next_data_actions`, the weight `alpha` $\ge 0$, `discount` and `weights` (default:
+    all ones). No gradient is taken.
+
+    **Returns:** $\tilde r$, shape `(batch,)`.
+    """
+    squared = jnp.sum((next_actions - next_data_actions) ** 2, axis=-1)
+    if weights is not None:
+        squared = weights * squared
+    shift = discount * masks * jnp.asarray(alpha) * squared
+    return rewards - jax.lax.stop_gradient(shift)
