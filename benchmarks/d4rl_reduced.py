@@ -31,7 +31,8 @@ minute per dataset built.
 
 As in `benchmarks/ogbench_reduced.py` (whose machinery this reuses): every finished run's
 per-seed `summary.json` is copied to `{results}/runs/{suite}/`, a run whose copy exists with the
-same settings is not run again, an interrupted program resumes from its checkpoint, and after
+same settings (and the agent configuration `run.py` builds now) is not run again, an interrupted
+program resumes from its checkpoint, and after
 each program the table — the D4RL normalised score after the offline phase (and after the online
 phase), mean and 95 % t-interval over seeds, each evaluation's mean, and the MoMa QL paper's
 published scores where this project has transcribed them — is rewritten to `{results}.md` and

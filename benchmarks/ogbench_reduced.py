@@ -15,7 +15,10 @@ Suites (each an OGBench singletask dataset, a budget and a list of agents):
 
 Every finished run's per-seed `summary.json` is copied to `{results}/runs/{suite}/`, and a run
 whose copy (or summary) exists with the same settings is not run again, so the benchmark can be
-stopped and continued; an interrupted program is resumed from its checkpoint. After each
+stopped and continued; an interrupted program is resumed from its checkpoint. A kept run whose
+recorded agent configuration differs from the one `run.py` builds now (a library default
+changed since; a field added since counts at its default) is trained again. `--report` still
+tables it. After each
 program the table — success after the offline phase (and after the online phase), mean and 95 %
 t-interval over seeds, each evaluation's mean — is rewritten to `{results}.md` and `.json` from
 every finished (suite, agent), so partial progress is a valid, smaller table. Its last section
@@ -136,7 +139,51 @@ def finished(args, name: str, agent: str, seeds: list[int], suites=None) -> list
     return summaries
 
 
-def _command(args, suite: Suite, agent: str, seed: int, num_seeds: int, out_dir: Path) -> list:
+def _recorded_config(text: str, names: dict):
+    """A configuration's recorded repr read back with today's classes (fields added since take
+    their defaults, which by the library's convention keep the old behaviour); None if it no
+    longer reads (a field was renamed or removed)."""
+    try:
+        return eval(text, {"__builtins__": {}}, names)  # our own files' reprs, no builtins
+    except Exception:
+        return None
+
+
+def stale(args, suite, agent: str, summaries: list[dict]) -> bool:
+    """Whether any kept run was trained with another agent configuration than `run.py` builds
+    for it now (a default changed since): such runs are trained again, not reused. A field added
+    since counts as its default; copies that predate the recorded configuration are taken as
+    they are."""
+    import dataclasses  # the library, only when there are copies to check
+
+    from experiments import run
+    from interpolant_rl import agents
+
+    flags = _command(args, suite, agent, 0, 1, Path("unused"))[2:]
+    current = run.parse(flags)[1]
+    names = {
+        name: value
+        for module in vars(agents).values()
+        if isinstance(module, type(agents))
+        for name, value in vars(module).items()
+        if isinstance(value, type) and dataclasses.is_dataclass(value)
+    }
+    names.update(inf=float("inf"), nan=float("nan"))
+    return any(
+        "agent_config" in s and _recorded_config(s["agent_config"], names) != current
+        for s in summaries
+    )
+
+
+def _command(
+    args,
+    suite: Suite,
+    agent: str,
+    seed: int,
+    num_seeds: int,
+    out_dir: Path,
+    fresh: bool = False,
+) -> list:
     command = [
         sys.executable,
         str(ROOT / "experiments" / "run.py"),
@@ -152,9 +199,9 @@ def _command(args, suite: Suite, agent: str, seed: int, num_seeds: int, out_dir:
         "--workers", str(args.workers),
         *suite.run_arguments(args),
     ]  # fmt: skip
-    if (out_dir / "checkpoint.eqx").exists():
+    if (out_dir / "checkpoint.eqx").exists() and not fresh:
         command.append("--resume")  # a program stopped part-way continues where it was
-    elif out_dir.exists():
+    elif out_dir.exists():  # `fresh`: a stale program's directory is trained again
         command.append("--overwrite")  # one stopped before its first checkpoint starts again
     return command
 
@@ -167,7 +214,7 @@ def run_agent(
     suites = SUITES if suites is None else suites
     suite = suites[name]
     done = finished(args, name, agent, args.seeds, suites)
-    if done is not None:
+    if done is not None and not stale(args, suite, agent, done):
         return done
     runs_dir = args.runs_dir / name
     if suite.one_program:
@@ -188,8 +235,16 @@ def run_agent(
     for seed, num_seeds, out_dir, seed_dirs in programs:
         seeds = list(range(seed, seed + num_seeds))
         kept = finished(args, name, agent, seeds, suites)
-        if kept is None:
-            command = _command(args, suite, agent, seed, num_seeds, out_dir)
+        old = kept is not None and stale(args, suite, agent, kept)
+        if old:
+            print(
+                f"[{label}] {name}: {agent}'s kept runs used another configuration than "
+                "run.py builds now; training them again",
+                file=sys.stderr,
+                flush=True,
+            )
+        if kept is None or old:
+            command = _command(args, suite, agent, seed, num_seeds, out_dir, fresh=old)
             print(f"[{label}] {name}: {' '.join(command[2:])}", file=sys.stderr, flush=True)
             subprocess.run(command, check=True)
             kept = []

@@ -7,6 +7,7 @@ policies named as skipped."""
 import dataclasses
 import json
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -135,3 +136,26 @@ def test_the_paper_column_holds_only_the_transcribed_moma_ql_scores():
     for agent in ("ofql", "fql", "rebrac"):
         assert d4rl_reduced.paper("walker2d-medium", walker, agent) is None
     assert set(walker.agents) == {"moma_ql", "ofql", "fql", "rebrac"}
+
+
+def test_kept_runs_with_another_agent_configuration_are_stale():
+    # a copy records the configuration run.py built; a default changed since (ReBRAC's Gym
+    # values) makes it stale, a field added since (read at its default) does not
+    import argparse
+
+    from benchmarks import ogbench_reduced
+    from experiments import run
+
+    args = argparse.Namespace(workers=1, data_dir=None, behaviour_dir=None)
+    suite = d4rl_reduced.SUITES["hopper-medium"]
+    flags = ogbench_reduced._command(args, suite, "rebrac", 0, 1, Path("unused"))[2:]
+    current = repr(run.parse(flags)[1])
+    assert "critic_alpha=0.01" in current
+    assert not ogbench_reduced.stale(args, suite, "rebrac", [dict(agent_config=current)])
+    # recorded before the critic penalty existed, with the QAM study's target noise
+    older = current.replace("critic_alpha=0.01, ", "").replace("actor_noise=0.2", "actor_noise=0.0")
+    assert ogbench_reduced.stale(args, suite, "rebrac", [dict(agent_config=older)])
+    added = current.replace(", bc_reduction='sum'", "")  # recorded before the field existed
+    assert not ogbench_reduced.stale(args, suite, "rebrac", [dict(agent_config=added)])
+    assert ogbench_reduced.stale(args, suite, "rebrac", [dict(agent_config="Gone(x=1)")])
+    assert not ogbench_reduced.stale(args, suite, "rebrac", [dict(final=1.0)])  # no record
