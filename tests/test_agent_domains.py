@@ -185,8 +185,10 @@ CLIPPED = ("qam", "qam_fql", "qam_edit", "bam", "qsm", "dac")  # Table 3: "1 for
 
 
 def _elementwise(config):
-    """`config` with the paper's element-wise clipping wherever it has a `clip_mode`."""
-    return agents._registry._replace_everywhere(config, "clip_mode", "elementwise")[0]
+    """`config` with the paper's behaviour where the reference protocol selects the code's:
+    element-wise clipping wherever it has a `clip_mode`, ReBRAC acting deterministically."""
+    config = agents._registry._replace_everywhere(config, "clip_mode", "elementwise")[0]
+    return agents._registry._replace_everywhere(config, "act_with_noise", False)[0]
 
 
 @pytest.mark.parametrize("domain", [None, "scene", "antmaze-giant"])

@@ -106,3 +106,20 @@ def test_rebrac_critic_penalty_needs_the_datas_next_actions():
     batch = helpers.random_batch(jr.key(1), lead=(1,))  # hand-made: no next actions
     with pytest.raises(ValueError, match="needs the data's next actions"):
         _penalised_rebrac().update(batch, jr.key(2))
+
+
+def test_rebrac_acts_deterministically_and_with_noise_as_the_reference_code():
+    config = agents.resize(agents.default_config("rebrac"), width=8, depth=1, num_critics=2)
+    config = agents.override(config, actor_noise=0.2)
+    observations = jr.normal(jr.key(1), (64, 3))
+    paper = agents.make_agent("rebrac", 3, 2, jr.key(0), config)
+    mean = jax.vmap(paper.actor.model)(observations)
+    np.testing.assert_array_equal(paper.policy(observations, jr.key(2)), mean)
+    reference = agents.domain_config("rebrac", None, "reference", config=config)
+    assert reference.act_with_noise and not config.act_with_noise
+    noisy = agents.make_agent("rebrac", 3, 2, jr.key(0), reference)
+    key = jr.key(2)
+    noise = jnp.clip(0.2 * jr.normal(key, mean.shape), -0.5, 0.5)
+    np.testing.assert_allclose(
+        noisy.policy(observations, key), jnp.clip(mean + noise, -1, 1), rtol=1e-6
+    )

@@ -190,6 +190,11 @@ def domain_settings(domain: str) -> DomainSettings:
         raise ValueError(f"unknown domain {domain!r}; available: {', '.join(DOMAINS)}") from None
 
 
+# Behaviour of the public reference code that `protocol="reference"` selects for one agent (fields
+# set wherever they occur), beside the global-norm clipping it selects for every agent.
+_REFERENCE_BEHAVIOUR: dict[str, dict[str, Any]] = {"rebrac": dict(act_with_noise=True)}
+
+
 def _row(name: str, config: Any) -> str:
     """The `PROTOCOL` row of agent `name` with `config`: CGQL has one per variant."""
     variant = getattr(config, "variant", "simple")
@@ -217,7 +222,8 @@ def domain_config(
       reference script's cells where they differ
       ([`REFERENCE_PROTOCOL`][interpolant_rl.agents.REFERENCE_PROTOCOL]) and the reference
       code's global-norm gradient clipping (`clip_mode="global_norm"`, for every domain,
-      `domain=None` included) where the paper clips element-wise.
+      `domain=None` included) where the paper clips element-wise, and its ReBRAC acting with
+      the target-policy noise added (`act_with_noise=True`).
     - `config`: the configuration the values are applied to (default: the agent's
       [`default_config`][interpolant_rl.agents.default_config]). For `cgql` its `variant`
       picks the table's row: CGQL, CGQL-MSE or CGQL-Linex.
@@ -243,6 +249,9 @@ def domain_config(
         # the reference code clips the global norm where the paper clips element-wise (Table 3,
         # §4); set on every optimiser (where grad_clip is None nothing is clipped either way)
         config, _ = _replace_everywhere(config, "clip_mode", "global_norm")
+        # and ReBRAC's reference acts with its target-policy noise added (the paper's ReBRAC, as
+        # TD3, evaluates the deterministic actor)
+        config = override(config, **_REFERENCE_BEHAVIOUR.get(name, {}))
     if domain is None:
         return config
     settings = domain_settings(domain)

@@ -15,8 +15,9 @@ Algorithm box, per update:
    ([`td3_bc_loss`][interpolant_rl.objectives.td3_bc_loss]); $\pi^- \leftarrow$ EMA of $\pi$
    (updated with the actor, so also every second step). On the other steps the actor's losses
    are reported at the unchanged actor (a forward pass, no update).
-3. **Act.** $a = \pi(s) = \tanh(\mathrm{MLP}(s))$ (deterministic; add exploration noise
-   online).
+3. **Act.** $a = \pi(s) = \tanh(\mathrm{MLP}(s))$ (deterministic, as ReBRAC and TD3 evaluate;
+   add exploration noise online). `act_with_noise=True` acts as the QAM reference code does,
+   with the target-policy smoothing noise of step 1 added (`protocol="reference"` sets it).
 
 TD3+BC is this agent with options (agent `td3bc`, [`td3bc_config`][interpolant_rl.agents.rebrac.td3bc_config]).
 """
@@ -30,9 +31,10 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Int, PRNGKeyArray
 
+from .._custom_types import ScalarLike
 from ..nn import ema_update, MLP
 from ..objectives import critic_bc_rewards, td3_bc_loss
-from ._agent import AbstractAgent
+from ._agent import AbstractAgent, AbstractPolicy
 from ._config import check_positive, Hyperparameters, NetworkConfig
 from ._critic import AbstractCritic, CriticConfig, LearnedCritic
 from ._optim import adam, Trained
@@ -58,6 +60,7 @@ class ReBRACConfig(Hyperparameters):
     bc_reduction: Literal["sum", "mean"] = (
         "sum"  # BC error over action dims: ReBRAC sums, TD3+BC averages
     )
+    act_with_noise: bool = False  # QAM reference code: acting actions get the target noise too
 
     def __post_init__(self):
         if self.bc_reduction not in ("sum", "mean"):
@@ -67,6 +70,26 @@ class ReBRACConfig(Hyperparameters):
         check_positive("actor_noise", self.actor_noise, allow_zero=True)
         check_positive("noise_clip", self.noise_clip, allow_zero=True)
         check_positive("actor_delay", self.actor_delay)
+
+
+class SmoothedPolicy(AbstractPolicy):
+    r"""TD3's target-policy smoothing:
+    $a = \operatorname{clip}(\mu(s) + \operatorname{clip}(\epsilon, -c, c), -1, 1)$,
+    $\epsilon \sim \mathcal N(0, \sigma^2 I)$.
+
+    **Fields:** `network` (`s -> action`), `noise` $\sigma$, `noise_clip` $c$.
+    """
+
+    network: DeterministicActor
+    noise: ScalarLike
+    noise_clip: ScalarLike
+
+    def __call__(self, observations, key):
+        actions = jax.vmap(self.network)(observations)
+        noise = jnp.clip(
+            self.noise * jr.normal(key, actions.shape), -self.noise_clip, self.noise_clip
+        )
+        return jnp.clip(actions + noise, -1.0, 1.0)
 
 
 class ReBRAC(AbstractAgent):
@@ -79,10 +102,10 @@ class ReBRAC(AbstractAgent):
     config: ReBRACConfig
 
     def target_policy(self, observations, key):
-        actions = jax.vmap(self.target_actor)(observations)
-        noise = self.config.actor_noise * jr.normal(key, actions.shape)
-        noise = jnp.clip(noise, -self.config.noise_clip, self.config.noise_clip)
-        return jnp.clip(actions + noise, -1.0, 1.0)
+        config = self.config
+        return SmoothedPolicy(self.target_actor, config.actor_noise, config.noise_clip)(
+            observations, key
+        )
 
     def update_step(self, batch, key):
         """The critic's TD step with the critic penalty folded into the rewards (step 1: it needs
@@ -147,6 +170,9 @@ class ReBRAC(AbstractAgent):
         return ReBRAC(actor, target_actor, self.critic, self.steps + 1, config), metrics
 
     def acting_policy(self):
+        config = self.config
+        if config.act_with_noise:
+            return SmoothedPolicy(self.actor.model, config.actor_noise, config.noise_clip)
         return DeterministicPolicy(self.actor.model)
 
 
