@@ -79,6 +79,7 @@ from ._sac import (
 )
 from ._time_sampling import (
     AbstractBinnedTimeSampler as AbstractBinnedTimeSampler,
+    AbstractRootLawTimeSampler as AbstractRootLawTimeSampler,
     AbstractTimeSampler as AbstractTimeSampler,
     AdaptiveTimeSampler as AdaptiveTimeSampler,
     GradientNormTimeSampler as GradientNormTimeSampler,

@@ -368,7 +368,66 @@ class AdaptiveTimeSampler(AbstractBinnedTimeSampler):
         )
 
 
-class VarianceMinimisingTimeSampler(AbstractBinnedTimeSampler):
+class AbstractRootLawTimeSampler(AbstractBinnedTimeSampler):
+    r"""A binned law $p_k \propto \sqrt{\hat m_k}$ (floor-mixed) over per-bin moving averages
+    $m$ of some non-negative per-probe statistic, with the EMA's mass $c$ for Adam's bias
+    correction $\hat m = m / c$: what
+    [`VarianceMinimisingTimeSampler`][interpolant_rl.objectives.VarianceMinimisingTimeSampler]
+    ($\ell^2$) and [`GradientNormTimeSampler`][interpolant_rl.objectives.GradientNormTimeSampler]
+    ($\|\nabla_\theta \ell\|^2$) share; they differ in the statistic `adapt` observes.
+
+    Subclasses name their moving averages (`averages`, a property over their own field) and
+    have the fields `mass`, `rate` $\gamma \in (0, 1]$ and `floor` $\varepsilon \in (0, 1]$.
+    """
+
+    mass: eqx.AbstractVar[Float[Array, " bins"]]
+    rate: eqx.AbstractVar[float]
+    floor: eqx.AbstractVar[float]
+
+    @property
+    @abc.abstractmethod
+    def averages(self) -> Float[Array, " bins"]:
+        r"""The per-bin moving averages $m$ (before bias correction)."""
+
+    def __check_init__(self):
+        if not 0.0 < self.floor <= 1.0:
+            raise ValueError(f"floor must lie in (0, 1], got {self.floor}")
+        if not 0.0 < self.rate <= 1.0:
+            raise ValueError(f"rate must lie in (0, 1], got {self.rate}")
+        shape = self.averages.shape
+        if len(shape) != 1 or shape[0] < 1 or self.mass.shape != shape:
+            name = self._averages_name
+            raise ValueError(
+                f"{name} and mass must both have shape (num_bins,), got "
+                f"{shape} and {self.mass.shape}"
+            )
+
+    @property
+    def num_bins(self) -> int:
+        return self.averages.shape[0]
+
+    def moments(self) -> Float[Array, " bins"]:
+        r"""The debiased averages $\hat m_k = m_k / c_k$ (0 where a bin was never probed)."""
+        return _debiased(self.averages, self.mass)
+
+    def probabilities(self) -> Float[Array, " bins"]:
+        r"""The bin law $p = (1 - \varepsilon)\sqrt{\hat m}/\sum\sqrt{\hat m} + \varepsilon/K$."""
+        return _root_law(self.averages, self.mass, self.floor)
+
+    def _observed(self, bins: Int[Array, " n"], values: Float[Array, " n"]) -> tuple:
+        """The averages and mass after one EMA step on per-probe `values` in `bins`."""
+        averages, mass = _binned_moving_average(self.averages, self.mass, self.rate, bins, values)
+        return averages.astype(self.averages.dtype), mass.astype(self.mass.dtype)
+
+
+def _fresh(num_bins: int) -> Float[Array, " bins"]:
+    """Zeros for a fresh root-law sampler's state (the uniform law), `num_bins` checked."""
+    if not isinstance(num_bins, int) or num_bins < 1:
+        raise ValueError(f"num_bins must be a positive integer, got {num_bins!r}")
+    return jnp.zeros(num_bins)
+
+
+class VarianceMinimisingTimeSampler(AbstractRootLawTimeSampler):
     r"""Variance-minimising importance sampling of the times (the "loss-aware" schedule of
     Nichol and Dhariwal, *Improved Denoising Diffusion Probabilistic Models*, ICML 2021, §3.3,
     which samples $t \propto \sqrt{\mathbb E[L_t^2]}$): bins whose per-sample loss has a large
@@ -443,39 +502,18 @@ class VarianceMinimisingTimeSampler(AbstractBinnedTimeSampler):
     mass: Float[Array, " bins"]
     rate: float = eqx.field(static=True, default=0.05)
     floor: float = eqx.field(static=True, default=0.1)
+    _averages_name = "second_moments"
 
-    def __check_init__(self):
-        if not 0.0 < self.floor <= 1.0:
-            raise ValueError(f"floor must lie in (0, 1], got {self.floor}")
-        if not 0.0 < self.rate <= 1.0:
-            raise ValueError(f"rate must lie in (0, 1], got {self.rate}")
-        shape = self.second_moments.shape
-        if len(shape) != 1 or shape[0] < 1 or self.mass.shape != shape:
-            raise ValueError(
-                "second_moments and mass must both have shape (num_bins,), got "
-                f"{shape} and {self.mass.shape}"
-            )
+    @property
+    def averages(self) -> Float[Array, " bins"]:
+        return self.second_moments
 
     @classmethod
     def uniform(
         cls, num_bins: int = 10, *, rate: ScalarLike = 0.05, floor: ScalarLike = 0.1
     ) -> "VarianceMinimisingTimeSampler":
         r"""A fresh sampler: $K$ = `num_bins` bins, nothing observed yet (the uniform law)."""
-        if not isinstance(num_bins, int) or num_bins < 1:
-            raise ValueError(f"num_bins must be a positive integer, got {num_bins!r}")
-        return cls(jnp.zeros(num_bins), jnp.zeros(num_bins), float(rate), float(floor))
-
-    @property
-    def num_bins(self) -> int:
-        return self.second_moments.shape[0]
-
-    def moments(self) -> Float[Array, " bins"]:
-        r"""The debiased second moments $\hat m_k = m_k / c_k$ (0 where a bin was never probed)."""
-        return _debiased(self.second_moments, self.mass)
-
-    def probabilities(self) -> Float[Array, " bins"]:
-        r"""The bin law $p = (1 - \varepsilon)\sqrt{\hat m}/\sum\sqrt{\hat m} + \varepsilon/K$."""
-        return _root_law(self.second_moments, self.mass, self.floor)
+        return cls(_fresh(num_bins), _fresh(num_bins), float(rate), float(floor))
 
     def adapt(
         self,
@@ -494,18 +532,12 @@ class VarianceMinimisingTimeSampler(AbstractBinnedTimeSampler):
     ) -> "VarianceMinimisingTimeSampler":
         r"""The update of the moving averages from per-probe losses `losses` observed in bins
         `bins` (the second half of `adapt`, exposed for custom probes)."""
-        moments, mass = _binned_moving_average(
-            self.second_moments, self.mass, self.rate, bins, losses**2
-        )
         return VarianceMinimisingTimeSampler(
-            moments.astype(self.second_moments.dtype),
-            mass.astype(self.mass.dtype),
-            self.rate,
-            self.floor,
+            *self._observed(bins, losses**2), self.rate, self.floor
         )
 
 
-class GradientNormTimeSampler(AbstractBinnedTimeSampler):
+class GradientNormTimeSampler(AbstractRootLawTimeSampler):
     r"""Gradient-norm importance sampling of the times (Katharopoulos and Fleuret, *Not All
     Samples Are Created Equal: Deep Learning with Importance Sampling*, ICML 2018; Alain,
     Lamb, Sankar, Courville and Bengio, *Variance Reduction in SGD by Distributed Importance
@@ -601,19 +633,15 @@ class GradientNormTimeSampler(AbstractBinnedTimeSampler):
     floor: float = eqx.field(static=True, default=0.1)
     max_probes: int = eqx.field(static=True, default=64)
 
+    _averages_name = "square_norms"
+
+    @property
+    def averages(self) -> Float[Array, " bins"]:
+        return self.square_norms
+
     def __check_init__(self):
-        if not 0.0 < self.floor <= 1.0:
-            raise ValueError(f"floor must lie in (0, 1], got {self.floor}")
-        if not 0.0 < self.rate <= 1.0:
-            raise ValueError(f"rate must lie in (0, 1], got {self.rate}")
         if not (isinstance(self.max_probes, int) and self.max_probes >= 1):
             raise ValueError(f"max_probes must be a positive integer, got {self.max_probes!r}")
-        shape = self.square_norms.shape
-        if len(shape) != 1 or shape[0] < 1 or self.mass.shape != shape:
-            raise ValueError(
-                "square_norms and mass must both have shape (num_bins,), got "
-                f"{shape} and {self.mass.shape}"
-            )
 
     @classmethod
     def uniform(
@@ -625,21 +653,7 @@ class GradientNormTimeSampler(AbstractBinnedTimeSampler):
         max_probes: int = 64,
     ) -> "GradientNormTimeSampler":
         r"""A fresh sampler: $K$ = `num_bins` bins, nothing observed yet (the uniform law)."""
-        if not isinstance(num_bins, int) or num_bins < 1:
-            raise ValueError(f"num_bins must be a positive integer, got {num_bins!r}")
-        return cls(jnp.zeros(num_bins), jnp.zeros(num_bins), float(rate), float(floor), max_probes)
-
-    @property
-    def num_bins(self) -> int:
-        return self.square_norms.shape[0]
-
-    def moments(self) -> Float[Array, " bins"]:
-        r"""The debiased $\hat G_k = G_k / c_k$ (0 where a bin was never probed)."""
-        return _debiased(self.square_norms, self.mass)
-
-    def probabilities(self) -> Float[Array, " bins"]:
-        r"""The bin law $p = (1 - \varepsilon)\sqrt{\hat G}/\sum\sqrt{\hat G} + \varepsilon/K$."""
-        return _root_law(self.square_norms, self.mass, self.floor)
+        return cls(_fresh(num_bins), _fresh(num_bins), float(rate), float(floor), max_probes)
 
     def adapt(
         self,
@@ -661,15 +675,8 @@ class GradientNormTimeSampler(AbstractBinnedTimeSampler):
         r"""The update of the moving averages from per-probe squared gradient norms
         `square_norms` observed in bins `bins` (the second half of `adapt`, exposed for custom
         probes)."""
-        averages, mass = _binned_moving_average(
-            self.square_norms, self.mass, self.rate, bins, square_norms
-        )
         return GradientNormTimeSampler(
-            averages.astype(self.square_norms.dtype),
-            mass.astype(self.mass.dtype),
-            self.rate,
-            self.floor,
-            self.max_probes,
+            *self._observed(bins, square_norms), self.rate, self.floor, self.max_probes
         )
 
 
