@@ -4,11 +4,13 @@ applies the QAM study's per-domain values."""
 
 from typing import Any
 
+from ..data import parse_locomotion_name
 from ._registry import _spec, override
 
 
 _GYM_ENVS = ("halfcheetah", "hopper", "walker2d")
 _GYM_DATASETS = ("random", "medium", "medium-replay", "medium-expert", "expert", "full-replay")
+_TASKS = tuple(f"{env}-{dataset}" for env in _GYM_ENVS for dataset in _GYM_DATASETS)
 
 # ReBRAC's (actor, critic) BC weights (beta_1, beta_2) per Gym dataset, rows in _GYM_DATASETS
 # order, from its authors' per-dataset configuration files (tinkoff-ai/CORL,
@@ -56,12 +58,11 @@ sizes (3 × 256) and the batch (1024) are the run's, not the agent's, and stay t
 def locomotion_task(name: str) -> str | None:
     """The D4RL Gym task (`"hopper-medium"`) of a D4RL dataset name (`"hopper-medium-v2"`), or
     `None` for any other name (an environment id, an OGBench dataset, ant)."""
-    for env in _GYM_ENVS:
-        for dataset in _GYM_DATASETS:
-            task = f"{env}-{dataset}"
-            if name.startswith(task + "-v") and name[len(task) + 2 :].isdigit():
-                return task
-    return None
+    parsed = parse_locomotion_name(name)  # D4RL's names, as run.py reads them
+    if parsed is None or parsed["dataset"] is None:
+        return None
+    task = f"{parsed['env']}-{parsed['dataset']}"
+    return task if task in _TASKS else None
 
 
 def locomotion_config(name: str, task: str | None, *, config: Any = None) -> Any:
@@ -78,7 +79,6 @@ def locomotion_config(name: str, task: str | None, *, config: Any = None) -> Any
         config = _spec(name).default_config()
     if task is None:
         return config
-    tasks = [f"{env}-{dataset}" for env in _GYM_ENVS for dataset in _GYM_DATASETS]
-    if task not in tasks:
-        raise ValueError(f"unknown locomotion task {task!r}; available: {', '.join(tasks)}")
+    if task not in _TASKS:
+        raise ValueError(f"unknown locomotion task {task!r}; available: {', '.join(_TASKS)}")
     return override(config, **LOCOMOTION_PROTOCOL.get(name, {}).get(task, {}))
