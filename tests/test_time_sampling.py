@@ -510,3 +510,51 @@ def test_gradient_norm_sampler_adapts_inside_the_behaviour_step(problem):
     per_bin = np.array([square[np.asarray(bins) == b].mean() for b in range(8)])
     np.testing.assert_allclose(adapted.mass, np.full(8, sampler.rate), rtol=1e-6)
     np.testing.assert_allclose(adapted.moments(), per_bin, rtol=1e-4)
+
+
+def test_diffusion_bc_carries_the_sampler_and_probes_its_grid():
+    """Diffusion-BC with `time_sampler="variance_minimising"` holds the sampler and adapts it in
+    its actor step, and its probes are the denoising errors at the DDPM grid times the loss
+    trains at: after one step from a fresh state the per-bin second moments are the bin means
+    of the squared errors recomputed here at `on_grid(times, T)` (continuous probe times would
+    give other values)."""
+    from interpolant_rl.objectives._time_sampling import _shifted_probes
+
+    config = override(
+        default_config("diffusion_bc"), width=8, depth=1, time_sampler="variance_minimising"
+    )
+    agent = make_agent("diffusion_bc", OBS, DIM, jr.key(0), config)
+    assert isinstance(agent.time_sampler, obj.VarianceMinimisingTimeSampler)
+    keys = jr.split(jr.key(1), 2)
+    observations = jr.normal(keys[0], (16, OBS))
+    actions = jnp.tanh(jr.normal(keys[1], (16, DIM)))
+    ones = jnp.ones(16)
+    batch = Batch(observations, actions, 0 * ones, ones, observations, ones)
+    key = jr.key(3)
+    updated, metrics = agent.actor_step(batch, key)
+    assert np.isfinite(float(metrics["bc_loss"]))
+
+    probe_key, noise_key = jr.split(jr.fold_in(key, 1))
+    bins, times = _shifted_probes(probe_key, 10, 16)
+    noise = jr.normal(noise_key, actions.shape)
+    grid = obj.on_grid(times, config.diffusion_steps)
+    errors = obj.denoising_errors(
+        agent.diffusion.interpolant,
+        agent.diffusion.network.model,
+        actions,
+        observations,
+        grid,
+        noise,
+    )
+    bins = np.asarray(bins)
+    per_bin = np.array([np.mean(np.asarray(errors)[bins == b] ** 2) for b in range(10)])
+    np.testing.assert_allclose(updated.time_sampler.moments(), per_bin, rtol=1e-5)
+    continuous = obj.denoising_errors(
+        agent.diffusion.interpolant,
+        agent.diffusion.network.model,
+        actions,
+        observations,
+        times,
+        noise,
+    )
+    assert not np.allclose(np.asarray(continuous), np.asarray(errors), rtol=1e-3)

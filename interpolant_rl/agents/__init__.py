@@ -63,13 +63,11 @@ from ._domains import (
 )
 from ._edit import ActionEdit as ActionEdit, EditedPolicy as EditedPolicy
 from ._flow import (
-    behaviour_time_sampler as behaviour_time_sampler,
     flow_actions as flow_actions,
     flow_matching_step as flow_matching_step,
     FlowPolicy as FlowPolicy,
     LatentNoisePolicy as LatentNoisePolicy,
     sampled_flow_matching_step as sampled_flow_matching_step,
-    TimeSamplerName as TimeSamplerName,
 )
 from ._locomotion import (
     locomotion_config as locomotion_config,
@@ -100,3 +98,9 @@ from ._registry import (
     resize as resize,
 )
 from ._soft_actor import SoftActor as SoftActor
+from ._time_sampled import (
+    batch_probe_errors as batch_probe_errors,
+    behaviour_time_sampler as behaviour_time_sampler,
+    minimise_and_adapt as minimise_and_adapt,
+    TimeSamplerName as TimeSamplerName,
+)

@@ -21,8 +21,9 @@ from ..objectives import (
 from ._agent import AbstractAgent
 from ._config import build_network, check_positive, Hyperparameters, NetworkConfig
 from ._critic import AbstractCritic, CriticConfig, LearnedCritic
-from ._flow import behaviour_time_sampler, FlowPolicy, sampled_flow_matching_step, TimeSamplerName
+from ._flow import FlowPolicy, sampled_flow_matching_step
 from ._optim import adam, check_optimiser, ClipMode, Trained
+from ._time_sampled import behaviour_time_sampler, TimeSamplerName
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,7 +1,6 @@
 r"""The flow policy every flow agent acts with, and the behaviour-cloning step that fits a flow."""
 
 from collections.abc import Callable
-from typing import get_args, Literal
 
 import diffrax
 import equinox as eqx
@@ -16,15 +15,13 @@ from .._sampling import sample
 from ..data import Batch
 from ..objectives import (
     AbstractTimeSampler,
-    AdaptiveTimeSampler,
     flow_matching_errors,
     flow_matching_loss,
-    GradientNormTimeSampler,
     UniformTimes,
-    VarianceMinimisingTimeSampler,
 )
 from ._agent import AbstractPolicy
 from ._optim import Trained
+from ._time_sampled import minimise_and_adapt
 
 
 def flow_actions(
@@ -111,37 +108,6 @@ def flow_matching_step(
     return behaviour, loss
 
 
-TimeSamplerName = Literal["uniform", "adaptive", "variance_minimising", "gradient_norm"]
-"""The flow agents' `time_sampler` setting: `"uniform"` (every paper's), `"adaptive"`
-(look-ahead decrease), `"variance_minimising"` (bins drawn in proportion to the root second
-moment of their loss) or `"gradient_norm"` (in proportion to the root second moment of their
-per-sample parameter gradient)."""
-
-
-def behaviour_time_sampler(name: TimeSamplerName) -> AbstractTimeSampler:
-    r"""The time sampler of a behaviour flow's flow matching, by configuration name:
-    `"uniform"` is [`UniformTimes`][interpolant_rl.objectives.UniformTimes]`()` (every paper's
-    $t \sim U[0, 1)$), `"adaptive"` a fresh
-    [`AdaptiveTimeSampler`][interpolant_rl.objectives.AdaptiveTimeSampler]`.uniform()` and
-    `"variance_minimising"` a fresh
-    [`VarianceMinimisingTimeSampler`][interpolant_rl.objectives.VarianceMinimisingTimeSampler]`.uniform()`
-    and `"gradient_norm"` a fresh
-    [`GradientNormTimeSampler`][interpolant_rl.objectives.GradientNormTimeSampler]`.uniform()`,
-    each with its default settings (10 bins, importance weighted: the same objective). Which to
-    use when, as measured: the [benchmark](../benchmarks.md#adaptive-time-sampling-issue-16)."""
-    if name == "uniform":
-        return UniformTimes()
-    if name == "adaptive":
-        return AdaptiveTimeSampler.uniform()
-    if name == "variance_minimising":
-        return VarianceMinimisingTimeSampler.uniform()
-    if name == "gradient_norm":
-        return GradientNormTimeSampler.uniform()
-    raise ValueError(
-        f"time_sampler must be one of {', '.join(get_args(TimeSamplerName))}, got {name!r}"
-    )
-
-
 def sampled_flow_matching_step(
     behaviour: Trained,
     time_sampler: AbstractTimeSampler,
@@ -175,19 +141,9 @@ def sampled_flow_matching_step(
         )
         return loss, loss
 
-    new_behaviour, loss = behaviour.minimise(loss_fn)
-    probe_key, noise_key = jr.split(jr.fold_in(key, 1))
+    def per_sample(field, actions, observations, times, noise):
+        return flow_matching_errors(interpolant, field, actions, observations, times, noise)
 
-    def errors(field, times, rows=None):  # the same noise at every call; `rows`: a subset
-        noise = jr.normal(noise_key, batch.actions.shape, dtype=batch.actions.dtype)
-        data = (batch.actions, batch.observations, noise, batch.valid)
-        actions, observations, noise, valid = (
-            data if rows is None else jax.tree.map(lambda x: x[rows], data)
-        )
-        per_sample = flow_matching_errors(interpolant, field, actions, observations, times, noise)
-        return per_sample * valid
-
-    time_sampler = time_sampler.adapt(
-        errors, behaviour.model, new_behaviour.model, probe_key, batch.actions.shape[0]
+    return minimise_and_adapt(
+        behaviour, time_sampler, loss_fn, per_sample, batch, jr.fold_in(key, 1)
     )
-    return new_behaviour, time_sampler, loss

@@ -15,6 +15,10 @@ Algorithm box, per update on a batch $(s, a, r, m, s')$:
    $a^\theta$ the $T$-step DDPM sample of the current policy with the gradient taken through
    the whole chain ([`normalised_q_loss`][interpolant_rl.objectives.normalised_q_loss], the Q
    term MoMa QL and OFQL share); then $\theta^- \leftarrow$ EMA of $\theta$.
+   The BC term's times are uniform on the grid (every paper's); `time_sampler=` draws them
+   from an adaptive law instead (`"gradient_norm"`, ...; importance weighted, so the objective
+   is the same; [`behaviour_time_sampler`][interpolant_rl.agents.behaviour_time_sampler]), whose
+   state the agent carries and adapts after every actor step.
 3. **Act.** $N = 50$ DDPM samples per state, the one with the largest $\min_k Q_k$
    (`action_selection="max"`, [`BestOfN`][interpolant_rl.agents.BestOfN]); `"softmax"` draws
    it with probabilities $\operatorname{softmax}_j \min_k Q_k(s, a_j)$, as the public
@@ -49,13 +53,21 @@ from jaxtyping import PRNGKeyArray
 
 from .._interpolant import VariancePreservingInterpolant
 from ..nn import ema_update, VelocityField
-from ..objectives import denoising_loss, normalised_q_loss
+from ..objectives import (
+    AbstractTimeSampler,
+    denoising_errors,
+    denoising_loss,
+    normalised_q_loss,
+    on_grid,
+    UniformTimes,
+)
 from ._agent import AbstractAgent, AbstractPolicy
 from ._config import check_positive, Hyperparameters, NetworkConfig
 from ._critic import AbstractCritic, CriticConfig, LearnedCritic, no_critic
 from ._diffusion import DDPMPolicy, diffusion_policy, DiffusionPolicy
 from ._optim import check_optimiser, ClipMode
 from ._policies import select_among_samples
+from ._time_sampled import behaviour_time_sampler, minimise_and_adapt, TimeSamplerName
 
 
 Selection = Literal["max", "softmax", "sample"]
@@ -80,9 +92,11 @@ class DiffusionQLConfig(Hyperparameters):
     learning_rate: float = 3e-4  # Adam step size of the actor
     grad_clip: float | None = None  # no clipping
     clip_mode: ClipMode = "elementwise"
+    time_sampler: TimeSamplerName = "uniform"  # law of the BC term's DDPM times (issue 16)
 
     def __post_init__(self):
         check_positive("eta", self.eta, allow_zero=True)
+        behaviour_time_sampler(self.time_sampler)  # raises for an unknown name
         check_positive("diffusion_steps", self.diffusion_steps)
         check_positive("num_candidates", self.num_candidates)
         if self.action_selection not in ("max", "softmax", "sample"):
@@ -111,6 +125,7 @@ class DiffusionQL(AbstractAgent):
     target_network: VelocityField
     critic: AbstractCritic
     config: DiffusionQLConfig
+    time_sampler: AbstractTimeSampler = UniformTimes()  # of the BC term's times (its state)
 
     def _ddpm(self, network) -> DDPMPolicy:
         diffusion = self.diffusion
@@ -132,6 +147,7 @@ class DiffusionQL(AbstractAgent):
                 bc_key,
                 num_steps=config.diffusion_steps,
                 weights=batch.valid,
+                time_sampler=self.time_sampler,
             )
             if config.eta == 0:
                 return bc, dict(bc_loss=bc)
@@ -139,9 +155,29 @@ class DiffusionQL(AbstractAgent):
             q_loss = normalised_q_loss(self.critic.mean_values(batch.observations, actions))
             return bc + config.eta * q_loss, dict(bc_loss=bc, q_loss=q_loss)
 
-        diffusion, metrics = self.diffusion.minimise(loss_fn)
-        target = ema_update(self.target_network, diffusion.network.model, config.target_rate)
-        return dataclasses.replace(self, diffusion=diffusion, target_network=target), metrics
+        interpolant, steps = self.diffusion.interpolant, config.diffusion_steps
+
+        def per_sample(network, actions, observations, times, noise):
+            # a probe time tau stands for the grid time the loss trains at
+            grid = on_grid(times, steps)
+            return denoising_errors(interpolant, network, actions, observations, grid, noise)
+
+        network, time_sampler, metrics = minimise_and_adapt(
+            self.diffusion.network,
+            self.time_sampler,
+            loss_fn,
+            per_sample,
+            batch,
+            jr.fold_in(key, 1),
+        )
+        diffusion = dataclasses.replace(self.diffusion, network=network)
+        target = ema_update(self.target_network, network.model, config.target_rate)
+        return (
+            dataclasses.replace(
+                self, diffusion=diffusion, target_network=target, time_sampler=time_sampler
+            ),
+            metrics,
+        )
 
     def acting_policy(self) -> AbstractPolicy:
         return select_among_samples(
@@ -165,4 +201,5 @@ def create(
         critic = LearnedCritic.create(obs_dim, action_dim, config.critic, critic_key)
     else:  # Diffusion-BC: nothing reads Q
         critic = no_critic(config.critic.horizon, config.critic.discount)
-    return DiffusionQL(diffusion, diffusion.network.model, critic, config)
+    time_sampler = behaviour_time_sampler(config.time_sampler)
+    return DiffusionQL(diffusion, diffusion.network.model, critic, config, time_sampler)

@@ -28,9 +28,10 @@ from ..objectives import AbstractTimeSampler, UniformTimes
 from ._agent import AbstractAgent
 from ._config import build_network, check_positive, Hyperparameters, NetworkConfig
 from ._critic import AbstractCritic, CriticConfig, LearnedCritic
-from ._flow import behaviour_time_sampler, FlowPolicy, sampled_flow_matching_step, TimeSamplerName
+from ._flow import FlowPolicy, sampled_flow_matching_step
 from ._one_step import OneStepDistilled
 from ._optim import adam, Trained
+from ._time_sampled import behaviour_time_sampler, TimeSamplerName
 
 
 @dataclasses.dataclass(frozen=True)

@@ -38,6 +38,7 @@ from ._consistency import (
     consistency_training_loss as consistency_training_loss,
 )
 from ._diffusion import (
+    denoising_errors as denoising_errors,
     denoising_loss as denoising_loss,
     q_score_matching_loss as q_score_matching_loss,
     soft_q_guidance_loss as soft_q_guidance_loss,
@@ -84,6 +85,7 @@ from ._time_sampling import (
     AdaptiveTimeSampler as AdaptiveTimeSampler,
     GradientNormTimeSampler as GradientNormTimeSampler,
     LogitNormalTimes as LogitNormalTimes,
+    on_grid as on_grid,
     UniformTimes as UniformTimes,
     VarianceMinimisingTimeSampler as VarianceMinimisingTimeSampler,
 )

@@ -63,6 +63,33 @@ def _gradients_at(action_gradient, cond, x_t):
     return jax.lax.stop_gradient(gradients)
 
 
+def denoising_errors(
+    interpolant: AbstractInterpolant,
+    noise_field: NoiseField,
+    actions: Float[Array, "batch dim"],
+    cond: Cond,
+    times: Float[Array, " batch"],
+    noise: Float[Array, "batch dim"],
+) -> Float[Array, " batch"]:
+    r"""The per-sample $\varepsilon$-prediction errors at given times and noises,
+
+    $$\ell_i = \tfrac1d\big\|\hat\varepsilon_\theta(t_i, x_{t_i}, s_i) - x_0^i\big\|^2,
+      \qquad x_{t_i} = \alpha_{t_i} x_1^i + \beta_{t_i} x_0^i,$$
+
+    the integrand of [`denoising_loss`][interpolant_rl.objectives.denoising_loss] (e.g. for the
+    probes of [`AdaptiveTimeSampler.adapt`][interpolant_rl.objectives.AbstractTimeSampler.adapt]).
+
+    **Arguments:** `interpolant`, `noise_field`, `actions` $x_1$ `(batch, dim)`, `cond`
+    (batched along axis 0, or `None`), `times` $t$ `(batch,)`, `noise` $x_0$ `(batch, dim)`.
+
+    **Returns:** $\ell$, shape `(batch,)`.
+    """
+    x_t = jax.vmap(interpolant.interpolate)(noise, actions, times)
+    cond_axis = None if cond is None else 0
+    prediction = jax.vmap(noise_field, in_axes=(0, 0, cond_axis))(times, x_t, cond)
+    return jnp.mean((prediction - noise) ** 2, axis=-1)
+
+
 def denoising_loss(
     interpolant: AbstractInterpolant,
     noise_field: NoiseField,
@@ -103,10 +130,12 @@ def denoising_loss(
 
     **Returns:** the scalar loss.
     """
-    _, x0, _, prediction, importance = _noisy_actions(
-        interpolant, noise_field, actions, cond, key, num_steps, time_sampler
+    time_key, noise_key = jr.split(key)
+    t, importance = _diffusion_times(
+        time_key, actions.shape[0], num_steps, actions.dtype, time_sampler
     )
-    errors = jnp.mean((prediction - x0) ** 2, axis=-1)
+    x0 = jr.normal(noise_key, actions.shape, dtype=actions.dtype)
+    errors = denoising_errors(interpolant, noise_field, actions, cond, t, x0)
     return weighted_mean(importance_weighted(errors, importance), weights)
 
 

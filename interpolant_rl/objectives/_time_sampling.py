@@ -70,8 +70,7 @@ class AbstractTimeSampler(eqx.Module):
         $\lfloor T\tau\rfloor/T$ with $\tau$ from this sampler, and the weights $w(\tau)$: a
         uniform $\tau$ gives the uniform law on the grid."""
         tau = self(key, shape, dtype)
-        grid = jnp.minimum(jnp.floor(tau * num_steps), num_steps - 1)
-        return grid.astype(dtype) / num_steps, self.importance_weights(tau)
+        return on_grid(tau, num_steps).astype(dtype), self.importance_weights(tau)
 
     def adapt(
         self,
@@ -133,6 +132,13 @@ class LogitNormalTimes(AbstractTimeSampler):
         self, key: PRNGKeyArray, shape: tuple[int, ...], dtype: DTypeLike = float
     ) -> Float[Array, "..."]:
         return jax.nn.sigmoid(self.mean + self.std * jr.normal(key, shape, dtype=dtype))
+
+
+def on_grid(times: Float[Array, "..."], num_steps: int) -> Float[Array, "..."]:
+    r"""$\lfloor T\tau\rfloor/T$ (at most $(T - 1)/T$): the grid time of a $T$-step sampler
+    that a draw $\tau \in [0, 1]$ stands for (see
+    [`grid_times`][interpolant_rl.objectives.AbstractTimeSampler.grid_times])."""
+    return jnp.minimum(jnp.floor(times * num_steps), num_steps - 1) / num_steps
 
 
 def _bins(times: Float[Array, "..."], num_bins: int) -> Int[Array, "..."]:
