@@ -472,9 +472,12 @@ class VarianceMinimisingTimeSampler(AbstractRootLawTimeSampler):
     feels the variance of the *gradient*, whose per-sample second moment grows with the
     residual but also depends on the network's Jacobian at $t$. On the behaviour-cloning
     [benchmark](../benchmarks.md#adaptive-time-sampling-issue-16) this law cut the variance of
-    the loss estimate by about a third but left the gradient's unchanged, and reached no given
-    loss in fewer updates than uniform times (which is why `"adaptive"` and the default are not
-    this law).
+    the flow-matching loss estimate by about a third but left the gradient's unchanged, and
+    reached no given flow-matching loss in fewer updates than uniform times; on the
+    $\varepsilon$-prediction loss, whose gradient grows toward the data end, it also cut the
+    gradient's variance and needed fewer updates, though fewer still were needed by
+    [`GradientNormTimeSampler`][interpolant_rl.objectives.GradientNormTimeSampler], which targets
+    the gradient directly.
 
     **Adaptation** (`adapt`, once per training step). On `num_probes` probe times stratified
     over the bins (probe $i$ in bin $(c + i) \bmod K$, $c$ a random shift so that every bin is
