@@ -1,11 +1,13 @@
 """MoMa QL and OFQL on the three exact-tilt problems: do the one-step policies stay regularised?
 
-    python benchmarks/fidelity_moma_ofql.py [--steps 3000] [--seeds 1] [--problems ...]
+    python benchmarks/fidelity_moma_ofql.py [--steps 3000] [--seeds 1] [--problems ...] [--sweep]
 
 For each variant (eta 0.01 or 1, MeanFlow's ImageNet or CIFAR-10 time sampling) and problem,
 `interpolant_rl.testing.exact_tilt.run_exact_tilt` trains the agent against the problem's fixed
 critic and `exact_tilt.regularisation` checks its samples (covariance, behaviour support,
-improvement; thresholds from the problem). Writes `benchmarks/results/fidelity_moma_ofql.{json,md}`.
+improvement; thresholds from the problem). Writes `benchmarks/results/fidelity_moma_ofql.{json,md}`;
+`--sweep` runs the smaller Q weights `SWEEP_ETAS` instead and writes
+`benchmarks/results/fidelity_moma_ofql_eta_sweep.{json,md}`.
 """
 
 import argparse
@@ -21,7 +23,8 @@ from interpolant_rl.testing import exact_tilt
 
 
 ROOT = Path(__file__).resolve().parents[1]
-TOY_ETA = 0.01  # the Q weight that keeps both regularised on these problems (measured)
+TOY_ETA = 0.01  # the main table's small Q weight (the sweep: both regularised everywhere at 0.007)
+SWEEP_ETAS = (0.003, 0.005, 0.007)
 
 
 def _variants():
@@ -36,11 +39,21 @@ def _variants():
     ]
 
 
+def _sweep_variants():
+    """`--sweep`: smaller Q weights than TOY_ETA, both agents (and both OFQL time laws)."""
+    return [(f"moma_ql eta={eta}", "moma_ql", dict(eta=eta)) for eta in SWEEP_ETAS] + [
+        (f"ofql eta={eta} {preset}", "ofql", dict(eta=eta, meanflow_preset=preset))
+        for eta in SWEEP_ETAS
+        for preset in ("imagenet", "cifar10")
+    ]
+
+
 def _measure(args):
     flows = {}  # one behaviour flow per (problem, seed), shared by every variant
     rows = []
     start = time.perf_counter()
-    selected = [v for v in _variants() if args.variants is None or v[0] in args.variants]
+    variants = _sweep_variants() if args.sweep else _variants()
+    selected = [v for v in variants if args.variants is None or v[0] in args.variants]
     for problem in args.problems:
         base, critic, _, _ = exact_tilt.load_problem(problem)
         for label, name, changes in selected:
@@ -99,8 +112,14 @@ def main(argv=None) -> int:
         "--problems", nargs="+", default=["unimodal_linear", "bimodal", "anisotropic_4d"]
     )
     parser.add_argument("--variants", nargs="+", default=None, help="labels of _variants()")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/fidelity_moma_ofql")
+    parser.add_argument(
+        "--sweep", action="store_true", help=f"the variants with eta in {SWEEP_ETAS} instead"
+    )
+    parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
+    if args.out is None:
+        name = "fidelity_moma_ofql_eta_sweep" if args.sweep else "fidelity_moma_ofql"
+        args.out = ROOT / "benchmarks/results" / name
     rows, wall = _measure(args)
     summary = dict(
         steps=args.steps,
