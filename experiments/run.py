@@ -8,6 +8,7 @@
     python experiments/run.py --preset paper       # the QAM paper's configuration (needs a GPU)
     python experiments/run.py --agent bam --protocol reference   # the reference script's values
     python experiments/run.py --agent fql --fql.alpha 30 --fql.critic.rho 0   # any agent setting
+    python experiments/run.py --agent help         # every agent, one paragraph each
     python experiments/run.py --agent cgql_linex --help   # the agent's settings and their defaults
     python experiments/run.py --resume --out-dir runs/qam-cube-single-0
     python experiments/run.py --agent moma_ql --env hopper-medium-v2   # D4RL-style data from the shipped policies (or your D4RL file in --data-dir)
@@ -29,9 +30,11 @@ every value times every seed trains together, member (tau=3, seed k) in `OUT_DIR
 import contextlib
 import dataclasses
 import importlib.util
+import inspect
 import json
 import math
 import sys
+import textwrap
 import time
 from importlib.metadata import version
 from pathlib import Path
@@ -810,6 +813,32 @@ def _agent_given(argv: list[str]) -> bool:
     return any(a == "--agent" or a.startswith("--agent=") for a in argv)
 
 
+def agent_listing() -> str:
+    """`run.py --agent help`: every registered agent with the first paragraph of its
+    docstring (a named configuration's own, e.g. `td3bc`'s, else its module's), at most three
+    lines."""
+    lines = ["Agents (run.py --agent NAME --help: one agent's settings):", ""]
+    for name, spec in agents.AGENTS.items():
+        source = spec.default_config
+        doc = source.__doc__ if inspect.isfunction(source) else None
+        doc = doc or sys.modules[spec.create.__module__].__doc__ or ""
+        summary = " ".join(doc.strip().split("\n\n")[0].split())
+        lines += textwrap.wrap(
+            summary,
+            100,
+            initial_indent=f"{name:<16}",
+            subsequent_indent=" " * 16,
+            max_lines=3,
+            placeholder=" …",
+        )
+    return "\n".join(lines)
+
+
+def _asks_for_agent_list(argv: list[str]) -> bool:
+    pairs = zip(argv, argv[1:], strict=False)
+    return "--agent=help" in argv or any(a == "--agent" and b == "help" for a, b in pairs)
+
+
 def parse(argv: list[str]) -> tuple[RunConfig, Any]:
     """The command line, parsed in two passes. The run's own flags come first (`RunConfig`);
     they decide the agent's defaults — its paper configuration with the dataset domain's
@@ -821,6 +850,9 @@ def parse(argv: list[str]) -> tuple[RunConfig, Any]:
 
     **Returns:** `(config, agent_config)`. Raises `ValueError` for a run flag the checks reject
     (tyro exits with 2 on a malformed flag or an agent value its configuration rejects)."""
+    if _asks_for_agent_list(argv):
+        print(agent_listing())
+        raise SystemExit(0)
     wants_help = any(a in ("-h", "--help") for a in argv)
     if wants_help and not _agent_given(argv):
         tyro.cli(

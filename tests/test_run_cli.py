@@ -123,6 +123,19 @@ def test_agent_help_lists_every_registered_agent():
     assert listed == set(agents.available_agents())
 
 
+def test_agent_help_prints_every_agent_with_its_summary(capsys):
+    from interpolant_rl import agents
+
+    for argv in (["--agent", "help"], ["--agent=help"]):
+        with pytest.raises(SystemExit) as exit_info:
+            run.parse(argv)
+        assert exit_info.value.code == 0
+        out = capsys.readouterr().out
+        names = [line.split()[0] for line in out.splitlines()[2:] if line and line[0] != " "]
+        assert names == list(agents.available_agents())
+    assert "Diffusion-BC: Diffusion-QL's policy" in out  # a named configuration's own line
+
+
 def test_every_agent_setting_reaches_the_agent_from_the_command_line():
     # no flag for the agent: its configuration for the dataset's domain, sized by the preset
     config, agent = run.parse(["--agent", "fql"])
