@@ -9,7 +9,10 @@ optionally build datasets from them.
 Writes OUT_DIR/{env}-behaviour.json (the run's configuration, and each snapshot's step and D4RL
 normalised score; which snapshot is medium, which expert) and the snapshots
 OUT_DIR/{env}-step{N}.eqx; the SAC run's logs and checkpoint go to OUT_DIR/sac-{env}. With
-`--datasets medium expert ...` the named D4RL-style datasets are then built into `--data-dir`.
+`--datasets medium expert ...` the named D4RL-style datasets are then built into `--data-dir`;
+with `--ship-to DIR` the index and snapshots are copied there (the package's shipped set:
+`--finish --ship-to interpolant_rl/data/behaviour`), thinned after the medium step to every
+`--ship-every` steps (default 50 000; see `data.ship_behaviour_policies`).
 At the full budget (1M steps) a 2-core CPU needs hours per environment.
 """
 
@@ -62,6 +65,19 @@ def main(argv=None) -> int:
         default=None,
         help="the snapshot (a step) the index names expert (default: the last, as D4RL)",
     )
+    parser.add_argument(
+        "--ship-to",
+        type=Path,
+        default=None,
+        help="then copy the run's index and snapshots there (e.g. interpolant_rl/data/behaviour)",
+    )
+    parser.add_argument(
+        "--ship-every",
+        type=int,
+        default=50_000,
+        help="with --ship-to: after the medium step, keep the snapshots at multiples of this "
+        "(0: all)",
+    )
     args = parser.parse_args(argv)
     try:
         network = agents.NetworkConfig(args.width, args.depth)
@@ -104,6 +120,11 @@ def main(argv=None) -> int:
         scores = ", ".join(f"{s.step}: {s.normalized_score:.1f}" for s in index.snapshots)
         print(f"{args.env}: normalised score by step {{{scores}}}")
         print(f"medium = step {index.medium_step}, expert = step {index.expert_step}")
+        if args.ship_to is not None:
+            shipped = data.ship_behaviour_policies(
+                args.out_dir, args.env, args.ship_to, keep_every=args.ship_every or None
+            )
+            print(f"shipped {len(shipped.snapshots)} snapshots and the index to {args.ship_to}")
         for dataset in args.datasets:
             name = f"{args.env}-{dataset}-v2"
             with tqdm(unit="transition", unit_scale=True, desc=name) as bar:

@@ -261,10 +261,13 @@ def test_the_behaviour_training_command_at_a_tiny_budget(tmp_path, capsys):
         *("--online-steps", "40", "--evaluation-interval", "20", "--random-action-steps", "20"),
         *("--medium-score", "-100", "--datasets", "medium", "--dataset-steps", "30"),
         *("--data-dir", str(tmp_path / "data"), *tiny),
+        *("--ship-to", str(tmp_path / "shipped")),
     ]
     assert train_behaviour.main(argv) == 0
     out = capsys.readouterr().out
     assert "medium = step 20, expert = step 40" in out
+    assert "shipped 3 snapshots" in out  # 0, 20 (up to medium) and 40 (the expert)
+    assert data.read_behaviour_index(tmp_path / "shipped", "hopper").expert_step == 40
     policies = dict(policies_dir=tmp_path / "policies")
     assert data.load_locomotion("hopper-medium-v2", tmp_path / "data", **policies)[1].size == 30
     # --finish with no run to finish: one line, exit 2
@@ -274,3 +277,35 @@ def test_the_behaviour_training_command_at_a_tiny_budget(tmp_path, capsys):
     assert err.count("\n") == 1 and err.startswith(
         "train_behaviour.py: error: --finish: no checkpoint"
     )
+
+
+def test_shipping_thins_the_snapshots_after_medium(tmp_path):
+    """`ship_behaviour_policies`: every snapshot up to medium, then the multiples of
+    `keep_every` and the expert, nothing after the expert; bytes copied as they are."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    snapshots = []
+    for step in range(0, 101, 10):
+        (run_dir / f"hopper-step{step}.eqx").write_bytes(f"weights {step}".encode())
+        snapshots.append(data.BehaviourSnapshot(step, f"hopper-step{step}.eqx", float(step)))
+    index = data.BehaviourIndex(
+        "hopper", 11, 3, 8, 1, 0, {"note": "by hand"}, tuple(snapshots), 20, 80, {}
+    )
+    from interpolant_rl.data._locomotion_datasets import write_behaviour_index
+
+    write_behaviour_index(run_dir, index)
+    shipped = data.ship_behaviour_policies(run_dir, "hopper", tmp_path / "out", keep_every=30)
+    steps = [s.step for s in shipped.snapshots]
+    assert steps == [0, 10, 20, 30, 60, 80]
+    again = data.read_behaviour_index(tmp_path / "out", "hopper")
+    assert again == shipped and again.config == {"note": "by hand", "shipped_every": 30}
+    assert (again.medium_step, again.expert_step) == (20, 80)
+    for step in steps:
+        assert (
+            tmp_path / "out" / f"hopper-step{step}.eqx"
+        ).read_bytes() == f"weights {step}".encode()
+    assert not (tmp_path / "out" / "hopper-step40.eqx").exists()
+    everything = data.ship_behaviour_policies(run_dir, "hopper", tmp_path / "all")
+    assert [s.step for s in everything.snapshots] == list(range(0, 81, 10))
+    with pytest.raises(ValueError, match="keep_every"):
+        data.ship_behaviour_policies(run_dir, "hopper", tmp_path / "bad", keep_every=0)

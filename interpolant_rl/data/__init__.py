@@ -25,6 +25,7 @@ from ._locomotion_datasets import (
     measure_behaviour_policy as measure_behaviour_policy,
     read_behaviour_index as read_behaviour_index,
     rollouts as rollouts,
+    ship_behaviour_policies as ship_behaviour_policies,
     SHIPPED_BEHAVIOUR_DIR as SHIPPED_BEHAVIOUR_DIR,
     shipped_behaviour_envs as shipped_behaviour_envs,
 )

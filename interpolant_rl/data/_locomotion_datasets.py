@@ -170,6 +170,44 @@ def _check_same_behaviour(meta: Path, directory: Path, index: BehaviourIndex) ->
         )
 
 
+def ship_behaviour_policies(
+    run_dir: str | Path, env: str, destination: str | Path, *, keep_every: int | None = None
+) -> BehaviourIndex:
+    r"""Copy the behaviour run of `env` in `run_dir` (its index and snapshots) to `destination`
+    (e.g. the package's `SHIPPED_BEHAVIOUR_DIR`), keeping every snapshot up to the medium step
+    (the medium-replay dataset rolls out each of them) and, after it, only those whose step is a
+    multiple of `keep_every` (`None`: all), plus the expert's; snapshots after the expert are
+    dropped (no dataset uses them). The full-replay dataset, which rolls out each listed
+    snapshot until the next one, then stands for the replay buffer with the policy refreshed
+    every `keep_every` steps after medium instead of every snapshot interval; its size is
+    unchanged. The shipped index records the thinning in its `config["shipped_every"]`.
+    Files are written atomically, the index last; an existing index of `env` in `destination` is
+    replaced (its snapshots are not deleted).
+
+    **Returns:** the shipped index."""
+    if keep_every is not None and keep_every < 1:
+        raise ValueError(f"keep_every must be >= 1 or None, got {keep_every}")
+    index = read_behaviour_index(run_dir, env)
+    medium = -1 if index.medium_step is None else index.medium_step
+
+    def kept(step):
+        regular = keep_every is None or step % keep_every == 0
+        return step <= index.expert_step and (
+            step <= medium or step == index.expert_step or regular
+        )
+
+    snapshots = tuple(s for s in index.snapshots if kept(s.step))
+    destination = Path(destination)
+    destination.mkdir(parents=True, exist_ok=True)
+    for snapshot in snapshots:
+        content = (Path(run_dir) / snapshot.file).read_bytes()
+        atomic_write(destination / snapshot.file, lambda f, content=content: f.write(content))
+    config = dict(index.config, shipped_every=keep_every)
+    shipped = dataclasses.replace(index, snapshots=snapshots, config=config)
+    write_behaviour_index(destination, shipped)
+    return shipped
+
+
 def load_behaviour_policy(directory: str | Path, index: BehaviourIndex, step: int):
     """The tanh-Gaussian policy network of the snapshot at `step`."""
     template = TanhGaussianPolicy(
