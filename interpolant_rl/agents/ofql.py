@@ -44,7 +44,9 @@ in `benchmarks/results/fidelity_moma_ofql.md`):
   $\eta = 0.03$ the policy is regularised after 1000 updates but drifts off the support of
   `unimodal_linear` by 3000; at $\eta = 0.01$ it keeps its covariance and raises Q on all three
   problems, with 86 % of the samples of `anisotropic_4d` inside the behaviour's 99 % ellipsoid
-  (the exact tilt: 98 %). A Diffusion-QL-style reference (flow
+  (the exact tilt: 98 %); at 0.007 it passes every check on all three (support ≥ 96 %), but
+  its gain in Q on `bimodal` is nil there (−0.164 against the behaviour's −0.165) and negative
+  below (`benchmarks/fidelity_moma_ofql.py --sweep`). A Diffusion-QL-style reference (flow
   matching + the Q term through a 10-step ODE) also leaves the support at $\eta = 1$ on
   `unimodal_linear` and `anisotropic_4d`. Re-tune $\eta$ per domain as Diffusion-QL does
   (0.005–4.5); OFQL's own values are not public (no code).
