@@ -90,9 +90,19 @@ def main(argv=None) -> int:
             raise ValueError(
                 "--online-steps, --evaluation-interval, --evaluation-episodes must be >= 1"
             )
-        # no bar for --finish, which trains nothing
+        # no bar for --finish, which trains nothing; a resumed run's bar starts where it stopped
+        checkpoint = args.out_dir / f"sac-{args.env}" / "checkpoint.eqx"
+        start = (
+            train.read_checkpoint_header(checkpoint)["step"]
+            if args.resume and checkpoint.exists()
+            else 0
+        )
         bar = tqdm(
-            total=args.online_steps, unit="step", desc=f"SAC {args.env}", disable=args.finish
+            total=args.online_steps,
+            initial=start,
+            unit="step",
+            desc=f"SAC {args.env}",
+            disable=args.finish,
         )
         with bar:
             index = train.train_behaviour_policy(

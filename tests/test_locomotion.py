@@ -2,6 +2,7 @@
 (a gymnasium id), evaluated with D4RL's normalised score."""
 
 import json
+import re
 import time
 
 import gymnasium
@@ -263,10 +264,19 @@ def test_the_behaviour_training_command_at_a_tiny_budget(tmp_path, capsys):
         *("--data-dir", str(tmp_path / "data"), *tiny),
         *("--ship-to", str(tmp_path / "shipped")),
     ]
-    assert train_behaviour.main(argv) == 0
-    out = capsys.readouterr().out
-    assert "medium = step 20, expert = step 40" in out
-    assert "shipped 3 snapshots" in out  # 0, 20 (up to medium) and 40 (the expert)
+    # in two parts: a time limit stops it after its first episode, --resume finishes it, and
+    # the resumed run's progress bar starts at the step it stopped at, not at 0
+    assert train_behaviour.main([*argv, "--time-limit", "0.001"]) == 0
+    stopped = capsys.readouterr()
+    assert "stopped by --time-limit" in stopped.out
+    assert train_behaviour.main([*argv, "--resume"]) == 0
+    out, err = capsys.readouterr()
+    first_count = re.search(r"SAC hopper:.*?\|\s*(\d+)/40", err)
+    assert first_count is not None and int(first_count.group(1)) > 0
+    # the stop kept a snapshot at its episode end, before step 20: that one is medium (score > -100)
+    medium = re.search(r"medium = step (\d+), expert = step 40", out)
+    assert medium is not None and 0 < int(medium.group(1)) < 20
+    assert "shipped 3 snapshots" in out  # 0, the stop's (up to medium) and 40 (the expert)
     assert data.read_behaviour_index(tmp_path / "shipped", "hopper").expert_step == 40
     policies = dict(policies_dir=tmp_path / "policies")
     assert data.load_locomotion("hopper-medium-v2", tmp_path / "data", **policies)[1].size == 30
