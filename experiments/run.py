@@ -380,8 +380,9 @@ def agent_settings(agent_cfg: Any) -> dict[str, Any]:
 def check_resume(config: RunConfig, agent_cfg: Any) -> None:
     """Check that the checkpoint in `config.out_dir` was written by this configuration: every
     `RunConfig` field but those in `RESUMABLE`, and every agent setting, must equal the recorded
-    value. Raises `ValueError` with one line naming each differing field, its recorded and its
-    given value."""
+    value; an agent setting the checkpoint does not record (added to the library since) counts
+    at its default. Raises `ValueError` with one line naming each differing field, its recorded
+    and its given value."""
     path = config.out_dir / "checkpoint.eqx"
     saved = train.read_checkpoint_header(path)
     recorded = saved.get("run", {})
@@ -415,6 +416,9 @@ def check_resume(config: RunConfig, agent_cfg: Any) -> None:
         )
     if not differences and "agent_settings" in saved:
         old, new = _flat(saved["agent_settings"]), _flat(agent_settings(agent_cfg))
+        # a setting the library gained after the checkpoint was written trained at its default
+        # (the behaviour before the setting existed), so only a non-default value differs
+        old = {**_flat(agent_settings(agents.default_config(config.agent))), **old}
         prefix = f"--{config.agent.replace('_', '-')}."
         differences = [
             f"{key}={old.get(key)!r}, not {new.get(key)!r} ({prefix}{key.replace('_', '-')})"

@@ -320,3 +320,17 @@ def test_agent_settings_reject_non_finite_values_except_where_infinity_means_som
     assert QAMFQLConfig(alpha=float("inf")).alpha == float("inf")  # Table 5: plain QAM
     with pytest.raises(ValueError, match="alpha must be >= 0"):
         QAMFQLConfig(alpha=float("nan"))
+
+
+def test_resume_reads_a_setting_the_checkpoint_predates_at_its_default(tmp_path):
+    """A checkpoint written before an agent setting existed trained at that setting's default:
+    resuming with the default is allowed, with another value it is refused in one line."""
+    config, agent_cfg = run.parse(["--agent", "qam", "--out-dir", str(tmp_path)])
+    settings = run.agent_settings(agent_cfg)
+    del settings["time_sampler"]  # as written before issue 16 added it
+    header = dict(step=10, run=run._as_json(dataclasses.asdict(config)), agent_settings=settings)
+    train.save_checkpoint(tmp_path / "checkpoint.eqx", {}, header)
+    run.check_resume(config, agent_cfg)
+    other = dataclasses.replace(agent_cfg, time_sampler="gradient_norm")
+    with pytest.raises(ValueError, match="time_sampler='uniform', not 'gradient_norm'"):
+        run.check_resume(config, other)
