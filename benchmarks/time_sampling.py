@@ -1,4 +1,4 @@
-"""Adaptive vs uniform times on Gaussian-mixture behaviour-cloning toys (issue 16, item 4): how
+r"""Adaptive vs uniform times on Gaussian-mixture behaviour-cloning toys (issue 16, item 4): how
 many updates each sampler needs to bring the behaviour-cloning loss within a given excess of
 its minimum.
 

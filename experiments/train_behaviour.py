@@ -91,7 +91,7 @@ def main(argv=None) -> int:
                 "--online-steps, --evaluation-interval, --evaluation-episodes must be >= 1"
             )
         # no bar for --finish, which trains nothing; a resumed run's bar starts where it stopped
-        checkpoint = args.out_dir / f"sac-{args.env}" / "checkpoint.eqx"
+        checkpoint = train.behaviour_run_dir(args.out_dir, args.env) / "checkpoint.eqx"
         start = (
             train.read_checkpoint_header(checkpoint)["step"]
             if args.resume and checkpoint.exists()

@@ -178,6 +178,8 @@ def test_behaviour_policies_build_every_d4rl_style_dataset(tmp_path, capsys):
         **parts,
     )
     assert stopped is None and not (tmp_path / "parts" / "hopper-behaviour.json").exists()
+    run_dir = train.behaviour_run_dir(tmp_path / "parts", "Hopper-v5")
+    assert run_dir == tmp_path / "parts" / "sac-hopper" and (run_dir / "checkpoint.eqx").exists()
     # --finish: the interrupted run's index as it stands, its last snapshot the expert
     finished = train.train_behaviour_policy("hopper", tmp_path / "parts", finish=True, **parts)
     assert 0 < finished.expert_step == finished.snapshots[-1].step < 60

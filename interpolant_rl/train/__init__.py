@@ -7,6 +7,7 @@ from ._aggregates import (
     stratified_bootstrap_ci as stratified_bootstrap_ci,
 )
 from ._behaviour import (
+    behaviour_run_dir as behaviour_run_dir,
     MEDIUM_SCORES as MEDIUM_SCORES,
     SAC_CONFIG as SAC_CONFIG,
     train_behaviour_policy as train_behaviour_policy,

@@ -55,6 +55,23 @@ SAC_CONFIG = RLPDConfig(
 MEDIUM_SCORES = {"halfcheetah": 40.0, "hopper": 44.0, "walker2d": 62.0, "ant": 38.0}
 
 
+def _locomotion_parts(env: str) -> dict:
+    parts = parse_locomotion_name(env) or parse_locomotion_name(f"{env}-random-v2")
+    if parts is None:
+        raise ValueError(
+            f"{env!r} is not a locomotion environment (halfcheetah, hopper, walker2d, ant)"
+        )
+    return parts
+
+
+def behaviour_run_dir(out_dir: str | Path, env: str) -> Path:
+    """Where [`train_behaviour_policy`][interpolant_rl.train.train_behaviour_policy] keeps the
+    SAC run of `env` (logs, checkpoint) unless told otherwise: `out_dir/sac-{env}`, with `env`'s
+    short name (`"hopper"` for `"Hopper-v5"` too). Raises `ValueError` for an environment that is
+    not a locomotion one."""
+    return Path(out_dir) / f"sac-{_locomotion_parts(env)['env']}"
+
+
 def train_behaviour_policy(
     env: str,
     out_dir: str | Path,
@@ -82,7 +99,8 @@ def train_behaviour_policy(
     `random`, `medium` and `expert` policies each re-measured over `evaluation_episodes` whole
     episodes ([`measure_behaviour_policy`][interpolant_rl.data.measure_behaviour_policy]).
 
-    The SAC run itself (logs, checkpoint) goes to `run_dir` (default `out_dir/sac-{env}`).
+    The SAC run itself (logs, checkpoint) goes to `run_dir` (default
+    [`behaviour_run_dir`][interpolant_rl.train.behaviour_run_dir]`(out_dir, env)`).
     Training to expert takes hours on a CPU, so it can be done in parts: `time_limit_s` stops
     it at the first episode end after that many seconds (checkpointed, evaluated, snapshot kept)
     and returns `None` without writing the index; `resume=True` continues from `run_dir`'s
@@ -97,16 +115,12 @@ def train_behaviour_policy(
 
     **Returns:** the [`BehaviourIndex`][interpolant_rl.data.BehaviourIndex], or `None` when
     `time_limit_s` ended the run first."""
-    parts = parse_locomotion_name(env) or parse_locomotion_name(f"{env}-random-v2")
-    if parts is None:
-        raise ValueError(
-            f"{env!r} is not a locomotion environment (halfcheetah, hopper, walker2d, ant)"
-        )
+    parts = _locomotion_parts(env)
     name = parts["env"]
     medium_score = MEDIUM_SCORES[name] if medium_score is None else medium_score
+    run_dir = behaviour_run_dir(out_dir, env) if run_dir is None else Path(run_dir)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    run_dir = out_dir / f"sac-{name}" if run_dir is None else Path(run_dir)
     environment = make_locomotion_env(parts["env_id"])
     obs_dim = int(environment.observation_space.shape[0])
     action_dim = int(environment.action_space.shape[0])
