@@ -45,6 +45,11 @@ def _row(steps, sw, bc, seed=0):
         ([_row(3000, 0.037, 0.05), _row(12000, 0.042, 0.045)], "within, at the BC error"),
         # means over seeds: (0.05 + 0.09) / 2 = 0.07 <= 1.5 x 0.05
         ([_row(3000, 0.05, 0.05), _row(3000, 0.09, 0.05, seed=1)], "within"),
+        # closer than the two-seed mean, but not than the same seed: not improving
+        (
+            [_row(3000, 0.05, 0.05), _row(3000, 0.09, 0.05, seed=1), _row(12000, 0.06, 0.04)],
+            "within, not improving",
+        ),
     ],
 )
 def test_the_bar(rows, verdict):
