@@ -32,6 +32,7 @@ from pathlib import Path
 
 import jax
 
+from interpolant_rl._files import atomic_write
 from interpolant_rl.objectives import QAMReferenceAdjointMatching
 from interpolant_rl.testing import exact_tilt
 
@@ -136,13 +137,21 @@ def main(argv=None) -> int:
         for n in args.steps
     }
     if args.merge and json_path.exists():
-        previous = json.loads(json_path.read_text())
-        kept = [
-            r
-            for r in previous["rows"]
-            if (r["variant"], r["problem"], r["seed"], r["steps"]) not in cells
-        ]
-        previous_time = previous.get("total_wall_time_s", 0.0)
+        try:
+            previous = json.loads(json_path.read_text())
+            kept = [
+                r
+                for r in previous["rows"]
+                if (r["variant"], r["problem"], r["seed"], r["steps"]) not in cells
+            ]
+            previous_time = float(previous.get("total_wall_time_s", 0.0))
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            print(
+                f"qam_toy_options.py: error: --merge: {json_path} is not this script's table "
+                f"({type(error).__name__}: {error})",
+                file=sys.stderr,
+            )
+            return 2
     rows, start, memo = [], time.perf_counter(), {}
 
     def write():
@@ -151,9 +160,10 @@ def main(argv=None) -> int:
             total_wall_time_s=previous_time + time.perf_counter() - start,
             rows=kept + rows,
         )
-        args.out_dir.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(summary, indent=1) + "\n")
-        (args.out_dir / "qam_toy_options.md").write_text(markdown(summary["rows"]))
+        # a run killed mid-write leaves the previous table whole, never a half-written one
+        atomic_write(json_path, lambda f: f.write((json.dumps(summary, indent=1) + "\n").encode()))
+        table = markdown(summary["rows"]).encode()
+        atomic_write(args.out_dir / "qam_toy_options.md", lambda f: f.write(table))
         return summary
 
     for variant, problem, seed, steps in sorted(cells, key=lambda c: (c[3], c[1], c[0], c[2])):

@@ -70,3 +70,8 @@ def test_the_command_writes_its_table_and_refuses_bad_names(tmp_path, capsys):
     error = capsys.readouterr().err.strip()
     assert error.startswith("qam_toy_options.py: error: unknown variant 'fast'")
     assert "\n" not in error and not (tmp_path / "bad").exists()
+    (tmp_path / "qam_toy_options.json").write_text("{not json")
+    assert options.main([*argv, "--out-dir", str(tmp_path), "--merge"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("qam_toy_options.py: error: --merge:") and "\n" not in error
+    assert (tmp_path / "qam_toy_options.json").read_text() == "{not json"  # left as it was
