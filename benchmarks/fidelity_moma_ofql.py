@@ -108,9 +108,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--seeds", type=int, default=1)
-    parser.add_argument(
-        "--problems", nargs="+", default=["unimodal_linear", "bimodal", "anisotropic_4d"]
-    )
+    parser.add_argument("--problems", nargs="+", default=list(exact_tilt.BUILT_IN_PROBLEMS))
     parser.add_argument("--variants", nargs="+", default=None, help="labels of _variants()")
     parser.add_argument(
         "--sweep", action="store_true", help=f"the variants with eta in {SWEEP_ETAS} instead"

@@ -18,8 +18,9 @@ fixed critic) — with one change to QAM's toy configuration per variant:
 The bar (issue 11): sliced W2 to the exact tilt at most 1.5x the behaviour-cloning error (the
 distance of a flow fitted on the same data for as many updates to the behaviour distribution),
 and lower after 4x the updates — or, if not lower, already within that flow's own fitting error
-("at the BC error": a policy distilled from a fitted flow has nothing left to gain there). Writes `benchmarks/results/qam_toy_options.{json,md}` (`--merge`
-keeps the cells already there that this run does not repeat) and prints the JSON.
+("at the BC error": a policy distilled from a fitted flow has nothing left to gain there).
+Writes `benchmarks/results/qam_toy_options.{json,md}` (`--merge` keeps the cells already there
+that this run does not repeat) and prints the JSON.
 """
 
 import argparse
@@ -38,7 +39,7 @@ from interpolant_rl.testing import exact_tilt
 
 
 ROOT = Path(__file__).resolve().parents[1]
-PROBLEMS = ("unimodal_linear", "bimodal", "anisotropic_4d")
+PROBLEMS = exact_tilt.BUILT_IN_PROBLEMS
 BAR = 1.5  # the issue's tolerance: a multiple of the behaviour-cloning error
 VARIANTS = {
     "paper": {},

@@ -27,7 +27,7 @@ from interpolant_rl.testing import exact_tilt
 ROOT = Path(__file__).resolve().parents[1]
 
 
-PROBLEMS = ("unimodal_linear", "bimodal", "anisotropic_4d")
+PROBLEMS = exact_tilt.BUILT_IN_PROBLEMS
 
 
 def _cell(values):

@@ -94,3 +94,11 @@ def test_unknown_agent_and_problem(tmp_path, capsys):
     assert toy_tilt.main(["--agent", "qam", "--problem", "nowhere", "--out", str(out)]) != 0
     assert "built-in problems: anisotropic_4d, bimodal, unimodal_linear" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_the_built_in_problem_list_names_every_problem_file():
+    from interpolant_rl.testing import exact_tilt
+
+    files = {p.stem for p in exact_tilt.PROBLEMS_DIR.glob("*.json")}
+    assert set(exact_tilt.BUILT_IN_PROBLEMS) == files
+    assert len(exact_tilt.BUILT_IN_PROBLEMS) == len(files)

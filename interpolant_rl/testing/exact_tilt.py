@@ -42,7 +42,9 @@ from ._statistics import sliced_wasserstein
 
 
 PROBLEMS_DIR = Path(__file__).resolve().parent / "problems"
-"""Where the built-in problems live (`unimodal_linear`, `bimodal`, `anisotropic_4d`)."""
+"""Where the built-in problems live (`BUILT_IN_PROBLEMS`)."""
+BUILT_IN_PROBLEMS = ("unimodal_linear", "bimodal", "anisotropic_4d")
+"""The built-in problems, in the order the benchmark tables list them."""
 DATASET_SIZE = 100_000
 NUM_SAMPLES = 8192
 BATCH_SIZE = 256
